@@ -1,0 +1,351 @@
+"""The run configuration: pydantic models for a whole fine-tuning run, TOML load/save, and the mapping
+to unsloth / TRL keyword arguments.
+
+Every field carries a docstring; `use_attribute_docstrings` turns it into the field's description, which
+the UI shows as help and the error messages quote. Nothing here imports torch or transformers.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+TEMPLATES = ("gemma_chat", "instruction")
+SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+)
+OPTIMIZERS = ("adamw_8bit", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adafactor", "sgd")
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for the user: file, field, value and what is allowed."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", use_attribute_docstrings=True, validate_assignment=True, allow_inf_nan=False
+    )
+
+
+class ModelSection(_Section):
+    name: str = "unsloth/gemma-2-9b"
+    """Hugging Face model id or a local directory holding the base model."""
+    max_seq_length: int = Field(2048, ge=16, le=131072)
+    """Longest sequence in tokens; longer samples are truncated (the Data pane shows what is cut)."""
+    load_in_4bit: bool = True
+    """Load the base weights quantized to 4-bit (QLoRA). Needs an NVIDIA GPU with bitsandbytes."""
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    """Compute dtype; auto picks bfloat16 where the GPU supports it, else float16 (float32 on CPU)."""
+    trust_remote_code: bool = False
+    """Run Python code shipped with the model repository. Off unless you trust the repository."""
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+
+class LoraSection(_Section):
+    r: int = Field(16, ge=1, le=1024)
+    """LoRA rank: the size of the low-rank update; 8-64 is usual."""
+    alpha: int = Field(16, ge=1, le=4096)
+    """LoRA alpha: the update is scaled by alpha / r (or alpha / sqrt(r) with rslora)."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    """Dropout on the LoRA path; 0 is fastest with unsloth."""
+    target_modules: list[str] = Field(default_factory=lambda: list(LINEAR_MODULES))
+    """Modules that get adapters; all seven linear layers of each block by default."""
+    bias: Literal["none", "all", "lora_only"] = "none"
+    """Which biases are trained; none is fastest."""
+    gradient_checkpointing: Literal["unsloth", "true", "false"] = "unsloth"
+    """Activation checkpointing: unsloth (offloads to CPU RAM, least memory), true (standard), false."""
+    use_rslora: bool = False
+    """Rank-stabilised LoRA: scale by alpha / sqrt(r)."""
+
+    @field_validator("target_modules")
+    @classmethod
+    def _targets(cls, value: list[str]) -> list[str]:
+        cleaned = [m.strip() for m in value if m.strip()]
+        if not cleaned:
+            raise ValueError(f"needs at least one module, e.g. {', '.join(LINEAR_MODULES)}")
+        if len(set(cleaned)) != len(cleaned):
+            raise ValueError("lists a module twice")
+        return cleaned
+
+
+class DataSection(_Section):
+    source: str = "builtin:hindi_dialogues"
+    """A local jsonl / json / csv / parquet file, a Hugging Face dataset id, or builtin:hindi_dialogues."""
+    split: str = "train"
+    """Dataset split to train on (hub datasets); local files are one split."""
+    input_column: str = "dialogue"
+    """Column holding the conversation (the model's input)."""
+    output_column: str = "summary"
+    """Column holding the summary (the part the model learns to write)."""
+    template: Literal["gemma_chat", "instruction"] = "instruction"
+    """Prompt template: gemma_chat (Gemma's chat turns) or instruction (the first recipe's prompt)."""
+    instruction: str = "नीचे दी गई बातचीत का हिंदी में संक्षिप्त सारांश लिखिए।"
+    """The instruction placed before every conversation."""
+    eval_fraction: float = Field(0.0, ge=0.0, lt=0.5)
+    """Fraction of rows held out for eval loss (0 turns eval off)."""
+    max_rows: int | None = Field(None, ge=1)
+    """Use at most this many rows (after skipping invalid ones); empty means all."""
+    train_on_responses_only: bool = True
+    """Compute the loss only on the summary; the prompt tokens are masked (-100)."""
+    packing: bool = False
+    """Pack several short samples into one sequence of max_seq_length (faster for short dialogues)."""
+    skip_bad_rows: bool = False
+    """Train on the valid rows when the statistics find invalid ones (otherwise training refuses)."""
+
+    @field_validator("source", "input_column", "output_column", "split")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value.strip()
+
+
+class TrainingSection(_Section):
+    per_device_train_batch_size: int = Field(2, ge=1, le=4096)
+    """Micro-batch: samples per GPU per forward pass."""
+    gradient_accumulation_steps: int = Field(4, ge=1, le=4096)
+    """Micro-batches summed before each optimizer step (effective batch = batch x accumulation)."""
+    max_steps: int = Field(60, ge=-1)
+    """Optimizer steps to run; -1 means train for num_train_epochs instead."""
+    num_train_epochs: float = Field(1.0, gt=0.0, le=1000.0)
+    """Epochs over the data, used when max_steps is -1."""
+    learning_rate: float = Field(2e-4, gt=0.0, le=1.0)
+    """Peak learning rate."""
+    lr_scheduler_type: Literal[
+        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"
+    ] = "linear"
+    """Learning-rate schedule after warm-up."""
+    warmup_steps: int = Field(5, ge=0)
+    """Steps of linear warm-up from 0 to the peak learning rate."""
+    weight_decay: float = Field(0.01, ge=0.0, le=1.0)
+    """Decoupled weight decay of the optimizer."""
+    optim: Literal["adamw_8bit", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adafactor", "sgd"] = (
+        "adamw_8bit"
+    )
+    """Optimizer; adamw_8bit saves memory on GPUs (falls back to adamw_torch on CPU)."""
+    max_grad_norm: float = Field(1.0, ge=0.0)
+    """Gradient clipping norm (0 turns clipping off)."""
+    seed: int = Field(3407, ge=0, le=2**32 - 1)
+    """Random seed for LoRA init, data order and dropout."""
+    logging_steps: int = Field(1, ge=1)
+    """Log loss, learning rate and grad norm every this many steps."""
+    eval_steps: int = Field(20, ge=1)
+    """Evaluate every this many steps (when eval_fraction > 0)."""
+    save_steps: int = Field(20, ge=1)
+    """Write a checkpoint every this many steps."""
+    save_total_limit: int | None = Field(3, ge=1)
+    """Keep at most this many checkpoints (oldest removed first); empty keeps all."""
+    auto_retry_oom: bool = False
+    """On CUDA out-of-memory, retry with half the micro-batch and double accumulation (up to 3 times)."""
+
+
+class OutputSection(_Section):
+    runs_dir: str = "runs"
+    """Folder that holds one sub-folder per run."""
+    run_name: str = ""
+    """Name of this run's folder; empty makes one from the model name and the time."""
+
+    @field_validator("run_name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if value and (value in (".", "..") or "/" in value or "\\" in value or "\0" in value):
+            raise ValueError("must be a plain folder name without '/' or '..'")
+        return value
+
+
+class RunConfig(_Section):
+    model: ModelSection = Field(default_factory=ModelSection)
+    """The base model."""
+    lora: LoraSection = Field(default_factory=LoraSection)
+    """The LoRA adapter."""
+    data: DataSection = Field(default_factory=DataSection)
+    """The dataset and prompt template."""
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    """The optimisation schedule."""
+    output: OutputSection = Field(default_factory=OutputSection)
+    """Where runs are written."""
+
+    @model_validator(mode="after")
+    def _coherent(self) -> RunConfig:
+        if self.training.max_steps == 0:
+            raise ValueError("training.max_steps is 0: use a positive number, or -1 to train by epochs")
+        return self
+
+    # -- views used by the engine ------------------------------------------------------------------
+    def effective_batch(self) -> int:
+        return self.training.per_device_train_batch_size * self.training.gradient_accumulation_steps
+
+    def lora_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for unsloth's `FastLanguageModel.get_peft_model`."""
+        gc: Any = {"unsloth": "unsloth", "true": True, "false": False}[self.lora.gradient_checkpointing]
+        return {
+            "r": self.lora.r,
+            "lora_alpha": self.lora.alpha,
+            "lora_dropout": self.lora.dropout,
+            "target_modules": list(self.lora.target_modules),
+            "bias": self.lora.bias,
+            "use_gradient_checkpointing": gc,
+            "random_state": self.training.seed,
+            "use_rslora": self.lora.use_rslora,
+        }
+
+    def sft_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for TRL's `SFTConfig` (the engine adds output_dir, precision and eval)."""
+        t = self.training
+        return {
+            "per_device_train_batch_size": t.per_device_train_batch_size,
+            "gradient_accumulation_steps": t.gradient_accumulation_steps,
+            "max_steps": t.max_steps,
+            "num_train_epochs": t.num_train_epochs,
+            "learning_rate": t.learning_rate,
+            "lr_scheduler_type": t.lr_scheduler_type,
+            "warmup_steps": t.warmup_steps,
+            "weight_decay": t.weight_decay,
+            "optim": t.optim,
+            "max_grad_norm": t.max_grad_norm,
+            "seed": t.seed,
+            "data_seed": t.seed,
+            "logging_steps": t.logging_steps,
+            "save_steps": t.save_steps,
+            "save_total_limit": t.save_total_limit,
+            "max_length": self.model.max_seq_length,
+            "packing": self.data.packing,
+        }
+
+
+# -- errors ---------------------------------------------------------------------------------------------
+
+def _allowed(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """Describe what a field accepts, from its annotation and constraints, for error messages."""
+    current: Any = model
+    info = None
+    for part in loc:
+        if isinstance(part, int) or current is None or not hasattr(current, "model_fields"):
+            break
+        info = current.model_fields.get(part)
+        if info is None:
+            names = ", ".join(current.model_fields)
+            return f"known keys here: {names}"
+        current = info.annotation if isinstance(info.annotation, type) else None
+    if info is None:
+        return ""
+    bits: list[str] = []
+    ann = info.annotation
+    args = getattr(ann, "__args__", None)
+    if getattr(ann, "__origin__", None) is Literal and args:
+        bits.append("one of " + ", ".join(repr(a) for a in args))
+    for meta in info.metadata:
+        for attr, word in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+            val = getattr(meta, attr, None)
+            if val is not None:
+                bits.append(f"{word} {val}")
+    if info.description:
+        bits.append(info.description.rstrip("."))
+    return "; ".join(bits)
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = tuple(e.get("loc", ()))
+        field = ".".join(str(p) for p in loc) or "(whole file)"
+        value = e.get("input")
+        shown = repr(value) if not isinstance(value, dict) else "a table"
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        if e.get("type") == "extra_forbidden":
+            msg = "is not a known setting"
+        elif e.get("type") == "missing":
+            msg = "is missing"
+            shown = ""
+        else:
+            msg = e.get("msg", "is invalid")
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, ") :]
+        allowed = _allowed(RunConfig, loc)
+        tail = f" (allowed: {allowed})" if allowed else ""
+        value_part = f" = {shown}" if shown else ""
+        lines.append(f"{source}: {field}{value_part}: {msg}{tail}")
+    return "\n".join(lines)
+
+
+# -- TOML -----------------------------------------------------------------------------------------------
+
+def config_from_dict(data: dict[str, Any], source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read a TOML run configuration; any problem raises ConfigError naming the file and field."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a folder, not a TOML config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: is not UTF-8 text (bad byte at offset {exc.start})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: is not valid TOML: {exc}") from None
+    return config_from_dict(data, str(path))
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    # TOML has no null: fields left empty are omitted and come back as their default (None).
+    return config.model_dump(mode="json", exclude_none=True)
+
+
+def dumps_config(config: RunConfig) -> str:
+    return tomli_w.dumps(config_to_dict(config))
+
+
+def save_config(config: RunConfig, path: str | Path) -> None:
+    """Write atomically: a crash mid-write never leaves a truncated config behind."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(dumps_config(config), encoding="utf-8")
+    tmp.replace(path)
+
+
+def field_help(section: str, name: str) -> str:
+    """The docstring of one field, for help text in the UI."""
+    model = RunConfig.model_fields[section].annotation
+    assert isinstance(model, type) and issubclass(model, BaseModel)
+    return model.model_fields[name].description or ""
+
+
+def set_field(config: RunConfig, section: str, name: str, value: Any) -> RunConfig:
+    """Return a copy of `config` with one field changed, validated (raises ConfigError naming the field)."""
+    data = config_to_dict(config)
+    data.setdefault(section, {})[name] = value
+    if value is None:
+        data[section].pop(name, None)
+    return config_from_dict(data, "form")

@@ -1,0 +1,131 @@
+"""Generation: stream a summary for a conversation, rendered with the template the model was trained
+with, from the tuned model (adapter on) or the base model (adapter off)."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.engine.model import Loaded
+from workbench.templates import END_OF_TURN, render_prompt
+
+
+@dataclass
+class GenerationResult:
+    text: str
+    new_tokens: int
+    prompt_tokens: int
+    time_to_first_token_s: float | None
+    decode_tokens_per_s: float | None
+    stopped: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.__dict__.copy()
+
+
+class _Stopper:
+    """A transformers StoppingCriteria that ends generation when the user cancels."""
+
+    def __init__(self, cancel: threading.Event) -> None:
+        self.cancel = cancel
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> bool:
+        return self.cancel.is_set()
+
+
+def eos_ids(tokenizer: Any) -> list[int]:
+    ids = [tokenizer.eos_token_id]
+    eot = tokenizer.convert_tokens_to_ids(END_OF_TURN)
+    if isinstance(eot, int) and eot != tokenizer.unk_token_id:
+        ids.append(eot)
+    return [i for i in ids if i is not None]
+
+
+def generate_stream(
+    loaded: Loaded,
+    *,
+    template: str,
+    instruction: str,
+    conversation: str,
+    on_text: Callable[[str], None],
+    cancel: threading.Event,
+    max_new_tokens: int = 256,
+    temperature: float = 0.7,
+    top_p: float = 0.9,
+    use_adapter: bool = True,
+    prompt_override: str | None = None,
+) -> GenerationResult:
+    import torch
+    from transformers import StoppingCriteriaList, TextIteratorStreamer
+    from unsloth import FastLanguageModel
+
+    model, tokenizer = loaded.model, loaded.tokenizer
+    prompt = prompt_override or render_prompt(template, instruction, conversation, bos=tokenizer.bos_token)
+    inputs = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").to(model.device)
+    FastLanguageModel.for_inference(model)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    sampling = temperature > 0
+    kwargs: dict[str, Any] = dict(
+        **inputs,
+        max_new_tokens=max_new_tokens,
+        do_sample=sampling,
+        streamer=streamer,
+        eos_token_id=eos_ids(tokenizer),
+        pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+        stopping_criteria=StoppingCriteriaList([_Stopper(cancel)]),
+        use_cache=True,
+    )
+    if sampling:
+        kwargs.update(temperature=temperature, top_p=top_p)
+    adapter_off = (
+        model.disable_adapter() if (not use_adapter and loaded.has_lora) else contextlib.nullcontext()
+    )
+    output: dict[str, Any] = {}
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with adapter_off, torch.inference_mode():
+                output["ids"] = model.generate(**kwargs)
+        except BaseException as exc:  # surfaced to the caller below
+            failure.append(exc)
+            streamer.end()
+
+    started = time.perf_counter()
+    first: float | None = None
+    pieces: list[str] = []
+    thread = threading.Thread(target=work, name="generate", daemon=True)
+    thread.start()
+    for piece in streamer:
+        if piece:
+            if first is None:
+                first = time.perf_counter()
+            pieces.append(piece)
+            on_text(piece)
+    thread.join()
+    finished = time.perf_counter()
+    if failure:
+        raise failure[0]
+    new_tokens = int(output["ids"].shape[-1] - inputs["input_ids"].shape[-1]) if "ids" in output else 0
+    decode_tps = None
+    if first is not None and new_tokens > 1 and finished > first:
+        decode_tps = (new_tokens - 1) / (finished - first)
+    return GenerationResult(
+        text="".join(pieces),
+        new_tokens=new_tokens,
+        prompt_tokens=int(inputs["input_ids"].shape[-1]),
+        time_to_first_token_s=(first - started) if first is not None else None,
+        decode_tokens_per_s=decode_tps,
+        stopped=cancel.is_set(),
+    )
+
+
+def prepare_for_training(loaded: Loaded) -> None:
+    from unsloth import FastLanguageModel
+
+    with contextlib.suppress(Exception):
+        FastLanguageModel.for_training(loaded.model)

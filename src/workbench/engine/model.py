@@ -1,0 +1,103 @@
+"""Load the base model and tokenizer with unsloth, and attach or load LoRA adapters.
+
+This module is only imported inside the engine process (or the headless `workbench train`), after
+`workbench.engine.boot` has imported unsloth, which must come before trl / transformers / peft.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from workbench.config import RunConfig
+from workbench.engine.tiny import resolve_model_name
+
+
+@dataclass
+class Loaded:
+    model: Any
+    tokenizer: Any
+    key: tuple[Any, ...]
+    """What was loaded (name, seq length, 4-bit, dtype): a load with the same key reuses the model."""
+    device: str
+    has_lora: bool = False
+
+
+def model_key(config: RunConfig) -> tuple[Any, ...]:
+    m = config.model
+    return (m.name, m.max_seq_length, m.load_in_4bit, m.dtype, m.trust_remote_code)
+
+
+def device_description() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return f"cuda:0 ({torch.cuda.get_device_name(0)})"
+    return "cpu"
+
+
+def _dtype(name: str) -> Any:
+    import torch
+
+    return {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
+
+
+def load_tokenizer(config: RunConfig) -> Any:
+    """The tokenizer alone (fast; for previews and statistics before the model is loaded)."""
+    from transformers import AutoTokenizer
+
+    name = resolve_model_name(config.model.name)
+    return AutoTokenizer.from_pretrained(name, trust_remote_code=config.model.trust_remote_code)
+
+
+def load_base(config: RunConfig, status: Callable[[str], None]) -> Loaded:
+    import torch
+    from unsloth import FastLanguageModel
+
+    name = resolve_model_name(config.model.name)
+    load_in_4bit = config.model.load_in_4bit
+    if load_in_4bit and not torch.cuda.is_available():
+        status("No NVIDIA GPU: loading without 4-bit quantization (bitsandbytes 4-bit needs CUDA).")
+        load_in_4bit = False
+    status(f"Loading {config.model.name} ({'4-bit' if load_in_4bit else 'full precision'})…")
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        model_name=name,
+        max_seq_length=config.model.max_seq_length,
+        load_in_4bit=load_in_4bit,
+        dtype=_dtype(config.model.dtype),
+        trust_remote_code=config.model.trust_remote_code,
+    )
+    return Loaded(model=model, tokenizer=tokenizer, key=model_key(config), device=device_description())
+
+
+def add_lora(loaded: Loaded, config: RunConfig) -> None:
+    from unsloth import FastLanguageModel
+
+    if loaded.has_lora:
+        return
+    loaded.model = FastLanguageModel.get_peft_model(loaded.model, **config.lora_kwargs())
+    loaded.has_lora = True
+
+
+def load_adapter(loaded: Loaded, adapter_path: str) -> None:
+    """Put a saved adapter (safetensors only) on the loaded base model, for chat."""
+    from peft import PeftModel
+
+    if loaded.has_lora:
+        raise RuntimeError("the model already carries an adapter; reload the base model first")
+    loaded.model = PeftModel.from_pretrained(loaded.model, adapter_path, is_trainable=False, use_safetensors=True)
+    loaded.has_lora = True
+
+
+def count_parameters(model: Any) -> tuple[int, int]:
+    trainable = total = 0
+    for p in model.parameters():
+        n = p.numel()
+        # bitsandbytes packs two 4-bit values per byte: count the logical parameters.
+        if getattr(p, "quant_state", None) is not None or type(p).__name__ == "Params4bit":
+            n *= 2
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return trainable, total

@@ -1,0 +1,212 @@
+"""The engine protocol: requests from the UI / CLI to the engine process and the events it sends back.
+
+Transport: one JSON object per line, over the engine's stdin/stdout or its unix socket. The same models
+describe the lines of `runs/<run>/events.jsonl`, so a run's history replays through the same parser.
+
+Requests: `{"id": "r7", "cmd": "train", "args": {...}}`. Every request is answered by exactly one
+`result` (with the same id) or one `error` (with the same id); commands that stream (`generate`,
+`train`, `dataset_stats`) send their stream events with that id before the final answer.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+
+PROTOCOL_VERSION = 1
+
+Command = Literal[
+    "ping", "load", "unload", "preview", "dataset_stats", "train", "stop", "generate", "cancel", "save", "status",
+    "shutdown",
+]
+EngineState = Literal["starting", "loading", "ready", "training", "generating", "saving", "stopping", "error"]
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    cmd: Command
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    t: float = Field(default_factory=time.time)
+    """Wall-clock time the event was made (seconds since the epoch)."""
+    run: str | None = None
+    """The run it belongs to, for events written to a run's events.jsonl."""
+    id: str | None = None
+    """The request it answers or streams for."""
+
+
+class Hello(_Event):
+    event: Literal["hello"] = "hello"
+    protocol: int = PROTOCOL_VERSION
+    pid: int
+    device: str
+    """"cuda:0 (NVIDIA H100 80GB HBM3)" or "cpu"."""
+    versions: dict[str, str] = Field(default_factory=dict)
+
+
+class State(_Event):
+    event: Literal["state"] = "state"
+    state: EngineState
+    detail: str = ""
+
+
+class Status(_Event):
+    """Human-readable progress of a long phase (loading, the first step's kernel compile...)."""
+
+    event: Literal["status"] = "status"
+    message: str
+
+
+class Result(_Event):
+    event: Literal["result"] = "result"
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class Error(_Event):
+    event: Literal["error"] = "error"
+    type: str
+    message: str
+    hint: str = ""
+    fatal: bool = False
+
+
+class TrainStart(_Event):
+    event: Literal["train_start"] = "train_start"
+    total_steps: int
+    start_step: int = 0
+    run_dir: str
+    train_rows: int
+    eval_rows: int = 0
+    effective_batch: int
+    trainable_params: int = 0
+    total_params: int = 0
+    flops_per_token: float = 0.0
+    peak_tflops: float | None = None
+
+
+class Log(_Event):
+    """One optimizer step (or logging interval): raw loss, never the NaN-filtered value."""
+
+    event: Literal["log"] = "log"
+    step: int
+    total_steps: int
+    loss: float | None = None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+    epoch: float | None = None
+    tokens: int = 0
+    """Real (non-pad) tokens seen so far."""
+    tokens_per_s: float | None = None
+    mfu: float | None = None
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+
+
+class Eval(_Event):
+    event: Literal["eval"] = "eval"
+    step: int
+    eval_loss: float
+
+
+class Memory(_Event):
+    """The first recipe's memory report, from torch.cuda (CUDA only)."""
+
+    event: Literal["memory"] = "memory"
+    phase: Literal["before", "step", "after"]
+    gpu_name: str
+    total_gib: float
+    reserved_before_gib: float
+    reserved_gib: float
+    peak_gib: float
+    lora_gib: float
+    """Peak reserved minus reserved before training: what training itself took."""
+
+    @property
+    def peak_pct(self) -> float:
+        return 100.0 * self.peak_gib / self.total_gib if self.total_gib else 0.0
+
+    @property
+    def lora_pct(self) -> float:
+        return 100.0 * self.lora_gib / self.total_gib if self.total_gib else 0.0
+
+
+class Checkpoint(_Event):
+    event: Literal["checkpoint"] = "checkpoint"
+    step: int
+    path: str
+
+
+class Done(_Event):
+    event: Literal["done"] = "done"
+    status: Literal["completed", "stopped", "failed"]
+    step: int = 0
+    total_steps: int = 0
+    final_loss: float | None = None
+    adapter_path: str | None = None
+    message: str = ""
+    runtime_s: float = 0.0
+
+
+class Token(_Event):
+    """Streamed generated text; `stream` tells the tuned and the base model apart in side-by-side mode."""
+
+    event: Literal["token"] = "token"
+    text: str
+    stream: Literal["tuned", "base"] = "tuned"
+
+
+class StatsProgress(_Event):
+    event: Literal["stats_progress"] = "stats_progress"
+    done: int
+    total: int
+
+
+Event = Annotated[
+    Hello | State | Status | Result | Error | TrainStart | Log | Eval | Memory | Checkpoint | Done | Token
+    | StatsProgress,
+    Field(discriminator="event"),
+]
+_EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+_REQUEST_ADAPTER = TypeAdapter(Request)
+
+
+class ProtocolError(ValueError):
+    pass
+
+
+def encode(message: BaseModel) -> str:
+    """One line of JSON (no newline inside: JSON escapes them), ready to write."""
+    return message.model_dump_json(exclude_none=True) + "\n"
+
+
+def decode_event(line: str | bytes) -> Event:
+    try:
+        return _EVENT_ADAPTER.validate_json(line)
+    except ValidationError as exc:
+        raise ProtocolError(f"not an engine event: {exc.errors()[0].get('msg')}: {str(line)[:200]}") from None
+
+
+def decode_request(line: str | bytes) -> Request:
+    try:
+        return _REQUEST_ADAPTER.validate_json(line)
+    except ValidationError as exc:
+        raise ProtocolError(f"bad request: {exc.errors()[0].get('msg')}") from None
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    return _EVENT_ADAPTER.validate_python(data)
+
+
+def is_json_line(line: str) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,254 @@
+"""Run directories: the durable record of a fine-tuning run.
+
+    runs/<name>/
+      config.toml        the resolved configuration the run was started with
+      events.jsonl       every engine event of the run, appended line by line (replayed on re-attach)
+      engine.json        pid and socket of the engine process while it runs
+      checkpoints/       checkpoint-<step>/ folders written by the trainer; a folder counts as complete
+                         only once it holds COMPLETE_MARKER (written after everything else), so a
+                         checkpoint cut short by a crash is never resumed from
+      adapter/           the final LoRA adapter, tokenizer and chat template
+
+Run folders are created private to the user (0700). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import os
+import re
+import shutil
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from workbench.protocol import Done, Event, Log, ProtocolError, TrainStart, decode_event, encode
+
+EVENTS_FILE = "events.jsonl"
+CONFIG_FILE = "config.toml"
+ENGINE_FILE = "engine.json"
+CHECKPOINTS_DIR = "checkpoints"
+ADAPTER_DIR = "adapter"
+COMPLETE_MARKER = "workbench-complete"
+_CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def new_run_name(model_name: str, now: _dt.datetime | None = None) -> str:
+    base = re.sub(r"[^A-Za-z0-9._-]+", "-", model_name.rstrip("/").split("/")[-1].split(":")[-1]).strip("-.")
+    stamp = (now or _dt.datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return f"{base or 'run'}-{stamp}"
+
+
+def pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped by its parent) is not alive for our purposes.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+@dataclass
+class RunSummary:
+    name: str
+    path: Path
+    model: str
+    status: str
+    """running, completed, stopped, failed, interrupted (the engine died without a final event), new."""
+    step: int
+    total_steps: int
+    final_loss: float | None
+    started: float | None
+    checkpoint: Path | None
+
+
+class RunDir:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+
+    # -- layout -----------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def events_path(self) -> Path:
+        return self.path / EVENTS_FILE
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG_FILE
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.path / CHECKPOINTS_DIR
+
+    @property
+    def adapter_dir(self) -> Path:
+        return self.path / ADAPTER_DIR
+
+    @property
+    def engine_path(self) -> Path:
+        return self.path / ENGINE_FILE
+
+    @classmethod
+    def create(cls, runs_dir: str | Path, name: str) -> RunDir:
+        runs = Path(runs_dir)
+        runs.mkdir(parents=True, exist_ok=True)
+        path = runs / name
+        path.mkdir(mode=0o700, exist_ok=True)
+        os.chmod(path, 0o700)
+        return cls(path)
+
+    # -- events -----------------------------------------------------------------------------------
+    def append(self, event: BaseModel) -> None:
+        """Append one event as one line; a whole line per write, so a crash tears at most the last."""
+        line = encode(event).encode("utf-8")
+        with self._lock:
+            fd = os.open(self.events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)
+            finally:
+                os.close(fd)
+
+    def iter_events(self) -> Iterator[Event]:
+        """Every readable event in order; a torn or foreign line (a crash mid-write) is skipped."""
+        try:
+            data = self.events_path.read_bytes()
+        except FileNotFoundError:
+            return
+        for raw in data.split(b"\n"):
+            if not raw.strip():
+                continue
+            try:
+                yield decode_event(raw)
+            except (ProtocolError, UnicodeDecodeError, ValueError):
+                continue
+
+    def events(self) -> list[Event]:
+        return list(self.iter_events())
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def checkpoints(self, complete_only: bool = True) -> list[tuple[int, Path]]:
+        found: list[tuple[int, Path]] = []
+        if not self.checkpoints_dir.is_dir():
+            return found
+        for child in self.checkpoints_dir.iterdir():
+            match = _CHECKPOINT_RE.match(child.name)
+            if match and child.is_dir() and (not complete_only or (child / COMPLETE_MARKER).exists()):
+                found.append((int(match.group(1)), child))
+        return sorted(found)
+
+    def newest_checkpoint(self) -> Path | None:
+        found = self.checkpoints()
+        return found[-1][1] if found else None
+
+    def discard_incomplete_checkpoints(self) -> list[Path]:
+        """Remove checkpoint folders a crash left half-written (no completion marker)."""
+        complete = {p for _, p in self.checkpoints(complete_only=True)}
+        removed = []
+        for _, path in self.checkpoints(complete_only=False):
+            if path not in complete:
+                shutil.rmtree(path, ignore_errors=True)
+                removed.append(path)
+        return removed
+
+    # -- engine bookkeeping ---------------------------------------------------------------------
+    def write_engine_info(self, pid: int, socket_path: str | None) -> None:
+        tmp = self.engine_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"pid": pid, "socket": socket_path}), encoding="utf-8")
+        tmp.replace(self.engine_path)
+
+    def engine_info(self) -> dict[str, object] | None:
+        try:
+            return json.loads(self.engine_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def clear_engine_info(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.engine_path.unlink()
+
+    def engine_alive(self) -> bool:
+        info = self.engine_info()
+        return bool(info) and pid_alive(int(info.get("pid", 0)))  # type: ignore[arg-type]
+
+    # -- summary ----------------------------------------------------------------------------------
+    def summary(self) -> RunSummary:
+        step = total = 0
+        final_loss: float | None = None
+        last_loss: float | None = None
+        status = "new"
+        started: float | None = None
+        for ev in self.iter_events():
+            if isinstance(ev, TrainStart):
+                total = ev.total_steps
+                started = started or ev.t
+                status = "running"
+            elif isinstance(ev, Log):
+                step = ev.step
+                total = ev.total_steps or total
+                if ev.loss is not None:
+                    last_loss = ev.loss
+            elif isinstance(ev, Done):
+                status = ev.status
+                step = ev.step or step
+                final_loss = ev.final_loss if ev.final_loss is not None else last_loss
+        if status == "running" and not self.engine_alive():
+            status = "interrupted"
+        if final_loss is None:
+            final_loss = last_loss
+        return RunSummary(
+            name=self.name,
+            path=self.path,
+            model=_model_name_from_config(self.config_path),
+            status=status,
+            step=step,
+            total_steps=total,
+            final_loss=final_loss,
+            started=started,
+            checkpoint=self.newest_checkpoint(),
+        )
+
+
+def _model_name_from_config(path: Path) -> str:
+    import tomllib
+
+    try:
+        return str(tomllib.loads(path.read_text(encoding="utf-8")).get("model", {}).get("name", "?"))
+    except (OSError, ValueError):
+        return "?"
+
+
+def list_runs(runs_dir: str | Path) -> list[RunSummary]:
+    """Every run folder under runs_dir, newest first."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    runs = [RunDir(p).summary() for p in root.iterdir() if p.is_dir() and (p / EVENTS_FILE).exists()]
+    return sorted(runs, key=lambda r: (r.started or r.path.stat().st_mtime), reverse=True)
+
+
+def live_runs(runs_dir: str | Path) -> list[RunSummary]:
+    return [r for r in list_runs(runs_dir) if r.status == "running"]
+
+
+def free_bytes(path: str | Path) -> int:
+    probe = Path(path)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
