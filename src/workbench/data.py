@@ -389,6 +389,8 @@ def tokenize_rendered(
     """Tokenize rendered samples (no added special tokens: the text holds its one `<bos>`) and mark which
     tokens are trained. A token belongs to the response when it starts at or after the prompt's end, so
     the mask comes from character offsets of the very tokenization that is trained on."""
+    if not rendered_list:
+        return []
     specials = special_token_strings(tokenizer) if specials is None else specials
     texts = [r.text for r in rendered_list]
     enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
