@@ -213,7 +213,7 @@ def cmd_tui(args: argparse.Namespace, demo: bool = False) -> int:
 
     app = WorkbenchApp(config_path=config_path, attach=getattr(args, "run", None))
     app.run()
-    return app.return_code or EXIT_OK
+    return app.return_code or EXIT_OK if app.return_code is not None else EXIT_OK
 
 
 def cmd_attach(args: argparse.Namespace) -> int:

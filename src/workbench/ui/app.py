@@ -1,0 +1,286 @@
+"""The workbench TUI: five panes over one engine process. The App only wires things together: it owns
+the run configuration and the engine connection; the panes own their behaviour."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.command import Hit, Hits, Provider
+from textual.reactive import reactive
+from textual.screen import ModalScreen
+from textual.widgets import Footer, Markdown, Static, TabbedContent, TabPane
+from textual.worker import Worker, WorkerState
+
+from workbench.client import EngineClient
+from workbench.config import ConfigError, RunConfig, load_config
+from workbench.protocol import Done, Error, Event, Hello, State
+from workbench.runs import RunDir
+from workbench.ui.bridge import EngineBridge
+from workbench.ui.messages import ConfigChanged, EngineEvent
+from workbench.ui.panes.chat_pane import ChatPane
+from workbench.ui.panes.config_pane import ConfigPane
+from workbench.ui.panes.data_pane import DataPane
+from workbench.ui.panes.save_pane import SavePane
+from workbench.ui.panes.train_pane import TrainPane
+
+PANES = (("config", "1 Config"), ("data", "2 Data"), ("train", "3 Train"), ("chat", "4 Chat"), ("save", "5 Save/Runs"))
+
+HELP = """\
+# workbench
+
+| key | does |
+|---|---|
+| 1-5 | switch pane: Config, Data, Train, Chat, Save/Runs |
+| ctrl+p | command palette: every action by name |
+| ctrl+s | save the config (Config pane) or the model (Save pane) |
+| n / p / g / s | Data: next row, previous row, jump to row, recompute statistics |
+| t / x / r | Train: start, stop (checkpoint), resume |
+| ctrl+enter / esc | Chat: send, cancel |
+| F1 | this help |
+| ctrl+q | quit (a run in progress keeps training; `workbench attach` re-attaches) |
+
+Training runs in the engine process, which outlives this UI: closing the terminal or a dropped SSH
+connection loses nothing. Every event is in `runs/<run>/events.jsonl`.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [("escape", "dismiss", "Close"), ("f1", "dismiss", "Close"), ("q", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        yield Markdown(HELP, id="help-text")
+
+
+class WorkbenchCommands(Provider):
+    """Command palette entries for every action."""
+
+    def _commands(self) -> list[tuple[str, Callable[[], Any], str]]:
+        app: WorkbenchApp = self.app  # type: ignore[assignment]
+        cmds: list[tuple[str, Callable[[], Any], str]] = [
+            (f"Go to {title[2:]}", partial(app.action_pane, pane), f"switch to the {title[2:]} pane")
+            for pane, title in PANES
+        ]
+        cmds += [
+            ("Start training", lambda: app.pane(TrainPane).action_start(), "train with the current config"),
+            ("Stop training", lambda: app.pane(TrainPane).action_stop(), "stop at the step boundary and checkpoint"),
+            ("Resume training", lambda: app.pane(TrainPane).action_resume(), "continue from the newest checkpoint"),
+            ("Save config", lambda: app.pane(ConfigPane).action_save(), "write the config TOML"),
+            ("Load config", lambda: app.pane(ConfigPane).action_load(), "read the TOML named in the path box"),
+            ("Next data row", lambda: app.pane(DataPane).action_next_row(), "Data pane"),
+            ("Previous data row", lambda: app.pane(DataPane).action_previous_row(), "Data pane"),
+            ("Dataset statistics", lambda: app.pane(DataPane).action_stats(), "recompute over every row"),
+            ("Send chat", lambda: app.pane(ChatPane).action_send(), "generate a summary"),
+            ("Fill chat from held-out row", lambda: app.pane(ChatPane).action_fill_heldout(), "Chat pane"),
+            ("Save model", lambda: app.pane(SavePane).action_save(), "save adapter / merged / GGUF"),
+            ("Refresh runs", lambda: app.pane(SavePane).action_refresh_runs(), "Save/Runs pane"),
+            ("Restart engine", app.action_restart_engine, "start a fresh engine process"),
+            ("Help", app.action_help, "key bindings"),
+        ]
+        return cmds
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for name, callback, help_text in self._commands():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), callback, help=help_text)
+
+
+class WorkbenchApp(App[int]):
+    CSS_PATH = "workbench.tcss"
+    TITLE = "workbench"
+    COMMANDS = App.COMMANDS | {WorkbenchCommands}
+    BINDINGS = [
+        *[(title[0], f"pane('{pane}')", title[2:]) for pane, title in PANES],
+        ("f1", "help", "Help"),
+        ("ctrl+q", "quit", "Quit"),
+    ]
+
+    dirty: reactive[bool] = reactive(False)
+    engine_state: reactive[str] = reactive("starting")
+
+    def __init__(
+        self,
+        config_path: str | Path = "configs/gemma2-9b-hindi.toml",
+        attach: str | None = None,
+        engine_factory: Callable[[Callable[[Event], None]], Any] | None = None,
+        gpu_module: Any = None,
+        start_engine: bool = True,
+    ) -> None:
+        super().__init__()
+        self.config_path = Path(config_path)
+        self.config_error = ""
+        try:
+            self.config = load_config(self.config_path)
+        except ConfigError as exc:
+            self.config = RunConfig()
+            self.config_error = str(exc)
+        self.attach_run = attach
+        self.engine_factory = engine_factory or (lambda on_event: EngineClient(on_event))
+        self.gpu_module = gpu_module
+        self.start_engine = start_engine
+        self.bridge = EngineBridge()
+        self.client: Any = None
+        self.engine_ready = False
+        self.device = ""
+        self.opened_adapter: str | None = None
+
+    # -- layout ---------------------------------------------------------------------------------
+    def compose(self) -> ComposeResult:
+        with TabbedContent(initial="config", id="panes"):
+            with TabPane(PANES[0][1], id="config"):
+                yield ConfigPane(id="config-pane")
+            with TabPane(PANES[1][1], id="data"):
+                yield DataPane(id="data-pane")
+            with TabPane(PANES[2][1], id="train"):
+                yield TrainPane(id="train-pane")
+            with TabPane(PANES[3][1], id="chat"):
+                yield ChatPane(id="chat-pane")
+            with TabPane(PANES[4][1], id="save"):
+                yield SavePane(id="save-pane")
+        yield Static("", id="status-bar")
+        yield Footer()
+
+    def pane(self, kind: type[Any]) -> Any:
+        return self.query_one(kind)
+
+    def on_mount(self) -> None:
+        self._update_status()
+        if self.config_error:
+            self.notify(self.config_error, title="Config not loaded: using defaults", severity="error", timeout=20)
+        if self.start_engine:
+            self.set_engine_state("starting", "starting the engine (imports unsloth, torch, transformers)")
+            self._start_engine()
+
+    # -- engine ---------------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
+    def _start_engine(self) -> None:
+        client = self.engine_factory(lambda event: self.post_message(EngineEvent(event)))
+        if self.attach_run:
+            run = self._find_run(self.attach_run)
+            info = run.engine_info() if run else None
+            if not run or not info or not run.engine_alive():
+                raise ConnectionError(f"run {self.attach_run!r} has no live engine to attach to")
+            client.connect(str(info["socket"]))
+            self.call_from_thread(self._replay_attached, run)
+        else:
+            client.start()
+        self.client = client
+        self.bridge.send_fn = client.send
+
+    def _find_run(self, name: str) -> RunDir | None:
+        for candidate in (Path(name), Path(self.config.output.runs_dir) / name):
+            if (candidate / "events.jsonl").exists():
+                return RunDir(candidate)
+        return None
+
+    def _replay_attached(self, run: RunDir) -> None:
+        self.pane(TrainPane).replay(run.path)
+        self.pane(TrainPane).running = run.engine_alive()
+        self.action_pane("train")
+
+    @on(Worker.StateChanged)
+    def _worker_state(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR and event.worker.group == "engine":
+            error = event.worker.error
+            self.set_engine_state("error", f"{error}")
+            self.notify(f"{error}", title="The engine could not start", severity="error", timeout=30)
+
+    def on_engine_event(self, message: EngineEvent) -> None:
+        event = message.event
+        if isinstance(event, Hello):
+            self.device = event.device
+            self.engine_ready = True
+            self.set_engine_state("ready")
+            for pane in (self.pane(DataPane),):
+                pane.engine_ready()
+        elif isinstance(event, State):
+            self.set_engine_state(event.state, event.detail)
+        elif isinstance(event, Error) and event.type == "engine_gone":
+            self.engine_ready = False
+            self.bridge.send_fn = None
+            self.bridge.fail_all(event)
+            self.set_engine_state("error", "engine disconnected; training it started keeps running (Runs pane)")
+            return
+        self.bridge.dispatch(event)
+
+    def set_engine_state(self, state: str, detail: str = "") -> None:
+        self.engine_state = state
+        self._engine_detail = detail
+        self._update_status()
+
+    def action_restart_engine(self) -> None:
+        if self.client is not None:
+            self.client.close()
+        self.engine_ready = False
+        self.attach_run = None
+        self.set_engine_state("starting", "restarting the engine")
+        self._start_engine()
+
+    # -- config ---------------------------------------------------------------------------------
+    def apply_config(self, config: RunConfig, data_affecting: bool, dirty: bool = True) -> None:
+        self.config = config
+        self.dirty = dirty
+        self.post_message(ConfigChanged(data_affecting))
+
+    def on_config_changed(self, message: ConfigChanged) -> None:
+        self.pane(ConfigPane).refresh_fields()
+        if message.data_affecting:
+            self.pane(DataPane).config_changed()
+
+    def invalid_fields(self) -> list[str]:
+        return self.pane(ConfigPane).invalid_fields()
+
+    def watch_dirty(self) -> None:
+        self._update_status()
+
+    def _update_status(self) -> None:
+        try:
+            bar = self.query_one("#status-bar", Static)
+        except Exception:
+            return
+        colour = {"ready": "green", "error": "red", "training": "cyan", "starting": "yellow", "loading": "yellow"}.get(
+            self.engine_state, "white")
+        detail = getattr(self, "_engine_detail", "")
+        unsaved = " [b yellow]● unsaved[/]" if self.dirty else ""
+        device = f" on {self.device}" if self.device else ""
+        self.query_one("#status-bar", Static).update(
+            f"engine: [{colour}]{self.engine_state}[/]{device}{(' · ' + detail) if detail else ''}"
+            f"  │  config: {self.config_path}{unsaved}")
+
+    # -- cross-pane -----------------------------------------------------------------------------
+    def training_finished(self, done: Done) -> None:
+        if done.status == "completed":
+            self.opened_adapter = None  # the engine holds the freshly trained adapter in memory
+            self.notify(f"Training finished at step {done.step}; adapter saved to {done.adapter_path}.",
+                        title="Training done")
+        elif done.status == "failed":
+            self.notify(done.message, title="Training failed", severity="error", timeout=20)
+
+    def current_run_dir(self) -> str | None:
+        return self.pane(TrainPane).run_dir
+
+    def chat_adapter(self) -> str | None:
+        return self.opened_adapter
+
+    def open_run(self, path: str) -> None:
+        self.pane(TrainPane).replay(path)
+        adapter = RunDir(path).adapter_dir
+        self.opened_adapter = str(adapter) if (adapter / "adapter_config.json").exists() else None
+        self.action_pane("train")
+
+    # -- actions --------------------------------------------------------------------------------
+    def action_pane(self, pane: str) -> None:
+        self.query_one("#panes", TabbedContent).active = pane
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen())
+
+    def on_unmount(self) -> None:
+        if self.client is not None:
+            self.client.close()

@@ -1,0 +1,36 @@
+"""Textual messages that carry engine events and GPU samples from worker threads to the UI thread."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from workbench.gpu import GpuSnapshot
+from workbench.protocol import Event
+
+
+class EngineEvent(Message):
+    """One event from the engine (posted from the client's reader thread; never dropped)."""
+
+    def __init__(self, event: Event) -> None:
+        super().__init__()
+        self.event = event
+
+
+class GpuSample(Message):
+    """One NVML reading of every GPU. Coalesced: a newer sample replaces an unhandled older one."""
+
+    def __init__(self, snapshots: list[GpuSnapshot], reason: str | None) -> None:
+        super().__init__()
+        self.snapshots = snapshots
+        self.reason = reason
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, GpuSample)
+
+
+class ConfigChanged(Message):
+    """The run configuration changed; `data_affecting` when the Data pane must re-render."""
+
+    def __init__(self, data_affecting: bool) -> None:
+        super().__init__()
+        self.data_affecting = data_affecting

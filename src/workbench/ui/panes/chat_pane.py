@@ -1,0 +1,153 @@
+"""Chat pane: put a conversation to the model (rendered with the training template) and stream the
+summary; side by side with the base model (adapter off); fill the input from a held-out row."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Input, Label, Static, Switch, TextArea
+
+from workbench.config import config_to_dict
+from workbench.protocol import Error, Event, Result, Token
+
+
+class Reply(Static):
+    """One streamed answer; text is appended as tokens arrive."""
+
+    def __init__(self, title: str, **kwargs: Any) -> None:
+        super().__init__("", **kwargs)
+        self.title_text = title
+        self.text = ""
+
+    def append(self, piece: str) -> None:
+        self.text += piece
+        self.update(Text.assemble((self.title_text + "\n", "bold"), self.text))
+
+
+class ChatPane(Vertical):
+    BINDINGS = [("ctrl+enter", "send", "Send"), ("escape", "cancel", "Cancel")]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._request: str | None = None
+        self._replies: dict[str, Reply] = {}
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="chat-controls"):
+            yield Label("temperature")
+            yield Input("0.7", id="chat-temperature", type="number")
+            yield Label("top-p")
+            yield Input("0.9", id="chat-top-p", type="number")
+            yield Label("max new")
+            yield Input("256", id="chat-max-new", type="integer")
+            yield Label("side by side")
+            yield Switch(value=False, id="chat-compare")
+        with Horizontal(id="chat-heldout"):
+            yield Label("summarize held-out row")
+            yield Input("1", id="chat-heldout-row", type="integer")
+            yield Button("Fill", id="chat-fill")
+            yield Static("", id="chat-reference")
+        with VerticalScroll(id="chat-transcript"):
+            yield Static("Type a conversation below; the model answers with its summary, prompted with the "
+                         "same template it was trained with.", id="chat-intro")
+        yield TextArea(id="chat-input", soft_wrap=True)
+        with Horizontal(id="chat-buttons"):
+            yield Button("Send (ctrl+enter)", id="chat-send", variant="primary")
+            yield Button("Cancel", id="chat-cancel")
+            yield Static("", id="chat-status")
+
+    def _number(self, wid: str, default: float, lo: float, hi: float) -> float:
+        try:
+            value = float(self.query_one(wid, Input).value)
+        except ValueError:
+            return default
+        return min(max(value, lo), hi)
+
+    @on(Button.Pressed, "#chat-send")
+    def action_send(self) -> None:
+        text = self.query_one("#chat-input", TextArea).text.strip()
+        if not text or self._request:
+            return
+        compare = self.query_one("#chat-compare", Switch).value
+        transcript = self.query_one("#chat-transcript", VerticalScroll)
+        transcript.mount(Static(Text.assemble(("you\n", "bold magenta"), text), classes="chat-user"))
+        row = Horizontal(classes="chat-replies")
+        transcript.mount(row)
+        streams = ["tuned", "base"] if compare else ["tuned"]
+        self._replies = {}
+        for s in streams:
+            reply = Reply("tuned model" if s == "tuned" else "base model (adapter off)", classes=f"chat-reply {s}")
+            self._replies[s] = reply
+            row.mount(reply)
+        transcript.scroll_end(animate=False)
+        args = {
+            "config": config_to_dict(self.app.config),  # type: ignore[attr-defined]
+            "conversation": text,
+            "temperature": self._number("#chat-temperature", 0.7, 0.0, 5.0),
+            "top_p": self._number("#chat-top-p", 0.9, 0.01, 1.0),
+            "max_new_tokens": int(self._number("#chat-max-new", 256, 1, 8192)),
+            "compare": compare,
+        }
+        adapter = self.app.chat_adapter()  # type: ignore[attr-defined]
+        if adapter:
+            args["adapter"] = adapter
+        self.query_one("#chat-status", Static).update("generating…")
+        self._request = self.app.bridge.request(  # type: ignore[attr-defined]
+            "generate", args, on_result=self._done, on_error=self._error, on_stream=self._token)
+
+    def _token(self, event: Event) -> None:
+        if isinstance(event, Token):
+            reply = self._replies.get(event.stream)
+            if reply is not None:
+                reply.append(event.text)
+                self.query_one("#chat-transcript", VerticalScroll).scroll_end(animate=False)
+
+    def _done(self, result: Result) -> None:
+        self._request = None
+        parts = []
+        for stream, r in (result.data.get("results") or {}).items():
+            ttft = r.get("time_to_first_token_s")
+            tps = r.get("decode_tokens_per_s")
+            parts.append(f"{stream}: {r.get('new_tokens')} tokens"
+                         + (f", first token {ttft * 1000:.0f} ms" if ttft else "")
+                         + (f", {tps:.0f} tok/s" if tps else ""))
+        if not result.data.get("has_adapter"):
+            parts.append("no adapter yet: this is the base model")
+        self.query_one("#chat-status", Static).update(" · ".join(parts))
+
+    def _error(self, error: Error) -> None:
+        self._request = None
+        self.query_one("#chat-status", Static).update(Text(f"{error.message} {error.hint}", style="red"))
+
+    def action_cancel(self) -> None:
+        if self._request:
+            self.app.bridge.request("cancel", {"target": self._request})  # type: ignore[attr-defined]
+
+    @on(Button.Pressed, "#chat-cancel")
+    def _cancel(self) -> None:
+        self.action_cancel()
+
+    @on(Button.Pressed, "#chat-fill")
+    def action_fill_heldout(self) -> None:
+        try:
+            n = int(self.query_one("#chat-heldout-row", Input).value)
+        except ValueError:
+            n = 1
+        cfg = config_to_dict(self.app.config)  # type: ignore[attr-defined]
+        if cfg["data"]["source"].startswith("builtin:"):
+            cfg["data"]["split"] = "heldout"
+        self.app.bridge.request(  # type: ignore[attr-defined]
+            "preview", {"config": cfg, "positions": [max(0, n - 1)]}, on_result=self._filled, on_error=self._error)
+
+    def _filled(self, result: Result) -> None:
+        items = result.data.get("items") or []
+        if not items or not items[0].get("conversation"):
+            self.query_one("#chat-status", Static).update("That held-out row has no usable conversation.")
+            return
+        self.query_one("#chat-input", TextArea).text = items[0]["conversation"]
+        self.query_one("#chat-reference", Static).update(
+            Text.assemble(("reference: ", "bold"), items[0].get("summary") or ""))

@@ -1,0 +1,215 @@
+"""Config pane: every field of the run configuration as a form, grouped by section, with its help text,
+validated as typed (the error next to the field), and load / save / save-as of TOML files."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+from textual import on
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, Input, Label, Select, Static, Switch
+
+from workbench.config import ConfigError, RunConfig, config_to_dict, load_config, save_config, set_field
+
+SECTIONS = ("model", "lora", "data", "training", "output")
+# Fields whose change alters what the Data pane shows.
+DATA_FIELDS = {("model", "name"), ("model", "max_seq_length")} | {
+    ("data", f) for f in ("source", "split", "input_column", "output_column", "template", "instruction",
+                          "train_on_responses_only")
+}
+
+
+def _literal_choices(annotation: Any) -> tuple[Any, ...] | None:
+    if typing.get_origin(annotation) is Literal:
+        return typing.get_args(annotation)
+    return None
+
+
+def _to_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+class FieldRow(Vertical):
+    """One field: label, editor, help text and the error (empty when valid)."""
+
+    DEFAULT_CSS = """
+    FieldRow { height: auto; padding: 0 1; }
+    FieldRow > Horizontal { height: auto; }
+    FieldRow .field-label { width: 30; padding-top: 1; }
+    FieldRow .field-editor { width: 1fr; }
+    FieldRow Switch { width: auto; }
+    FieldRow .field-help { color: $text-muted; padding-left: 30; }
+    FieldRow .field-error { color: $error; padding-left: 30; }
+    """
+
+    def __init__(self, section: str, name: str, annotation: Any, help_text: str, value: Any) -> None:
+        super().__init__(id=f"row-{section}-{name}")
+        self.section, self.name_, self.annotation, self.help_text, self.value = (
+            section, name, annotation, help_text, value)
+
+    def compose(self) -> ComposeResult:
+        editor_id = f"f-{self.section}-{self.name_}"
+        with Horizontal():
+            yield Label(self.name_, classes="field-label")
+            choices = _literal_choices(self.annotation)
+            if self.annotation is bool:
+                yield Switch(value=bool(self.value), id=editor_id)
+            elif choices:
+                yield Select([(str(c), c) for c in choices], value=self.value, allow_blank=False, id=editor_id,
+                             classes="field-editor")
+            else:
+                yield Input(_to_text(self.value), id=editor_id, classes="field-editor")
+        yield Static(self.help_text, classes="field-help")
+        yield Static("", classes="field-error", id=f"err-{self.section}-{self.name_}")
+
+    def set_value(self, value: Any) -> None:
+        editor = self.query_one(f"#f-{self.section}-{self.name_}")
+        if editor.has_focus:  # never rewrite what the user is typing
+            return
+        with editor.prevent(Input.Changed, Switch.Changed, Select.Changed):
+            if isinstance(editor, Switch):
+                editor.value = bool(value)
+            elif isinstance(editor, Select):
+                editor.value = value
+            elif isinstance(editor, Input):
+                editor.value = _to_text(value)
+        self.show_error("")
+
+    def show_error(self, message: str) -> None:
+        self.query_one(f"#err-{self.section}-{self.name_}", Static).update(message)
+        self.set_class(bool(message), "-invalid")
+
+
+class ConfigPane(Vertical):
+    BINDINGS = [("ctrl+s", "save", "Save config")]
+
+    def compose(self) -> ComposeResult:
+        config: RunConfig = self.app.config  # type: ignore[attr-defined]
+        with Horizontal(id="config-bar"):
+            yield Input(str(self.app.config_path), id="config-path", placeholder="configs/name.toml")  # type: ignore[attr-defined]
+            yield Button("Load", id="config-load")
+            yield Button("Save", id="config-save", variant="primary")
+            yield Button("Save as", id="config-save-as")
+        yield Static("", id="config-message")
+        with VerticalScroll(id="config-form"):
+            for section in SECTIONS:
+                model: BaseModel = getattr(config, section)
+                yield Static(f"[b]{section}[/b]  {RunConfig.model_fields[section].description or ''}",
+                             classes="section-title")
+                for name, info in type(model).model_fields.items():
+                    yield FieldRow(section, name, info.annotation, info.description or "", getattr(model, name))
+
+    # -- editing --------------------------------------------------------------------------------
+    def _row_of(self, widget_id: str | None) -> tuple[str, str] | None:
+        if not widget_id or not widget_id.startswith("f-"):
+            return None
+        _, section, name = widget_id.split("-", 2)
+        return section, name
+
+    def _coerce(self, section: str, name: str, raw: Any) -> Any:
+        info = type(getattr(self.app.config, section)).model_fields[name]  # type: ignore[attr-defined]
+        if not isinstance(raw, str):
+            return raw
+        annotation = info.annotation
+        if typing.get_origin(annotation) is list:
+            return [part.strip() for part in raw.split(",")]
+        if raw.strip() == "" and type(None) in typing.get_args(annotation):
+            return None
+        return raw.strip() if annotation is not str else raw
+
+    def _changed(self, widget_id: str | None, raw: Any) -> None:
+        where = self._row_of(widget_id)
+        if where is None:
+            return
+        section, name = where
+        row = self.query_one(f"#row-{section}-{name}", FieldRow)
+        try:
+            new = set_field(self.app.config, section, name, self._coerce(section, name, raw))  # type: ignore[attr-defined]
+        except ConfigError as exc:
+            row.show_error(str(exc).replace("form: ", "", 1))
+            return
+        row.show_error("")
+        self.app.apply_config(new, data_affecting=(section, name) in DATA_FIELDS)  # type: ignore[attr-defined]
+
+    @on(Input.Changed)
+    def _input(self, event: Input.Changed) -> None:
+        if event.input.id != "config-path":
+            self._changed(event.input.id, event.value)
+
+    @on(Switch.Changed)
+    def _switch(self, event: Switch.Changed) -> None:
+        self._changed(event.switch.id, event.value)
+
+    @on(Select.Changed)
+    def _select(self, event: Select.Changed) -> None:
+        if event.value is not Select.BLANK:
+            self._changed(event.select.id, event.value)
+
+    def refresh_fields(self) -> None:
+        """Show the app's current config in every editor (after load, or an edit from another pane)."""
+        config: RunConfig = self.app.config  # type: ignore[attr-defined]
+        for row in self.query(FieldRow):
+            row.set_value(getattr(getattr(config, row.section), row.name_))
+
+    def invalid_fields(self) -> list[str]:
+        return [f"{r.section}.{r.name_}" for r in self.query(FieldRow) if r.has_class("-invalid")]
+
+    # -- files ----------------------------------------------------------------------------------
+    def _message(self, text: str, error: bool = False) -> None:
+        msg = self.query_one("#config-message", Static)
+        msg.update(text)
+        msg.set_class(error, "-error")
+
+    @on(Button.Pressed, "#config-load")
+    def action_load(self) -> None:
+        path = Path(self.query_one("#config-path", Input).value.strip())
+        try:
+            config = load_config(path)
+        except ConfigError as exc:
+            self._message(str(exc), error=True)
+            return
+        self.app.config_path = path  # type: ignore[attr-defined]
+        self.app.apply_config(config, data_affecting=True, dirty=False)  # type: ignore[attr-defined]
+        self.refresh_fields()
+        self._message(f"Loaded {path}")
+
+    @on(Button.Pressed, "#config-save")
+    def action_save(self) -> None:
+        self._save(Path(str(self.app.config_path)))  # type: ignore[attr-defined]
+
+    @on(Button.Pressed, "#config-save-as")
+    def _save_as(self) -> None:
+        path = Path(self.query_one("#config-path", Input).value.strip())
+        if not path.name:
+            self._message("Type a file name in the path box first (e.g. configs/mine.toml).", error=True)
+            return
+        if path.suffix != ".toml":
+            path = path.with_suffix(".toml")
+        self._save(path)
+
+    def _save(self, path: Path) -> None:
+        bad = self.invalid_fields()
+        if bad:
+            self._message(f"Not saved: fix {', '.join(bad)} first (the saved file would not hold your edits).",
+                          error=True)
+            return
+        try:
+            save_config(self.app.config, path)  # type: ignore[attr-defined]
+        except OSError as exc:
+            self._message(f"{path}: cannot be written ({exc.strerror})", error=True)
+            return
+        self.app.config_path = path  # type: ignore[attr-defined]
+        self.query_one("#config-path", Input).value = str(path)
+        self.app.dirty = False  # type: ignore[attr-defined]
+        self._message(f"Saved {path}")
+
+    def snapshot_dict(self) -> dict[str, Any]:
+        return config_to_dict(self.app.config)  # type: ignore[attr-defined]
