@@ -80,7 +80,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     from workbench.engine.boot import boot
 
     boot()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from workbench.engine.train import run_training
 
@@ -154,7 +161,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from workbench.engine.model import load_tokenizer
 
     tokenizer = load_tokenizer(config)
-    examples, issues = wbdata.validate_rows(dataset, d.input_column, d.output_column)
+    examples, _issues = wbdata.validate_rows(dataset, d.input_column, d.output_column)
     shown = examples[: max(0, args.rows)]
     samples = wbdata.tokenize_examples(shown, tokenizer, d.template, d.instruction, config.model.max_seq_length,
                                        d.train_on_responses_only)

@@ -150,8 +150,8 @@ class TrainingSection(_Section):
     """Evaluate every this many steps (when eval_fraction > 0)."""
     save_steps: int = Field(20, ge=1)
     """Write a checkpoint every this many steps."""
-    save_total_limit: int | None = Field(3, ge=1)
-    """Keep at most this many checkpoints (oldest removed first); empty keeps all."""
+    save_total_limit: int = Field(3, ge=0)
+    """Keep at most this many checkpoints (oldest removed first); 0 keeps all."""
     auto_retry_oom: bool = False
     """On CUDA out-of-memory, retry with half the micro-batch and double accumulation (up to 3 times)."""
 
@@ -224,7 +224,7 @@ class RunConfig(_Section):
             "data_seed": t.seed,
             "logging_steps": t.logging_steps,
             "save_steps": t.save_steps,
-            "save_total_limit": t.save_total_limit,
+            "save_total_limit": t.save_total_limit or None,
             "max_length": self.model.max_seq_length,
             "packing": self.data.packing,
         }
@@ -265,7 +265,7 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     lines = []
     for e in err.errors():
         loc = tuple(e.get("loc", ()))
-        field = ".".join(str(p) for p in loc) or "(whole file)"
+        field = ".".join(str(p) for p in loc)
         value = e.get("input")
         shown = repr(value) if not isinstance(value, dict) else "a table"
         if len(shown) > 80:
@@ -281,8 +281,8 @@ def format_validation_error(err: ValidationError, source: str) -> str:
                 msg = msg[len("Value error, ") :]
         allowed = _allowed(RunConfig, loc)
         tail = f" (allowed: {allowed})" if allowed else ""
-        value_part = f" = {shown}" if shown else ""
-        lines.append(f"{source}: {field}{value_part}: {msg}{tail}")
+        value_part = f" = {shown}" if shown and field else ""
+        lines.append(f"{source}: {field}{value_part}: {msg}{tail}" if field else f"{source}: {msg}")
     return "\n".join(lines)
 
 
@@ -306,6 +306,8 @@ def load_config(path: str | Path) -> RunConfig:
         raise ConfigError(f"{path}: is a folder, not a TOML config file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from None
+    except ValueError as exc:  # e.g. an embedded NUL byte in the path
+        raise ConfigError(f"{path!r}: not a usable file path ({exc})") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

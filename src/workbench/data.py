@@ -9,6 +9,7 @@ tokenizer), so this module imports neither torch nor transformers.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -160,7 +161,7 @@ def _read_csv(data: bytes, path: Path) -> Iterable[RawRow]:
         return
     header = [h.strip() for h in header]
     for number, record in enumerate(reader, start=1):
-        if not record or all(not c.strip() for c in record) and len(record) <= 1:
+        if not record or (all(not c.strip() for c in record) and len(record) <= 1):
             yield RawRow(number, None, "is an empty line", "empty")
             continue
         if len(record) != len(header):
@@ -360,10 +361,8 @@ class TokenizedSample:
 def special_token_strings(tokenizer: Any) -> set[str]:
     specials = set(getattr(tokenizer, "all_special_tokens", []) or [])
     specials.update(getattr(tokenizer, "additional_special_tokens", []) or [])
-    try:
+    with contextlib.suppress(AttributeError):
         specials.update(t.content for t in tokenizer.added_tokens_decoder.values() if t.special)
-    except AttributeError:
-        pass
     return specials
 
 

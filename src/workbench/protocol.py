@@ -33,7 +33,9 @@ class Request(BaseModel):
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # NaN / Infinity travel as JSON's NaN / Infinity tokens (Python's json reads them): a diverged loss
+    # must arrive as NaN, not as null ("no loss").
+    model_config = ConfigDict(extra="allow", ser_json_inf_nan="constants")
     t: float = Field(default_factory=time.time)
     """Wall-clock time the event was made (seconds since the epoch)."""
     run: str | None = None

@@ -119,8 +119,11 @@ class RunDir:
         """Append one event as one line; a whole line per write, so a crash tears at most the last."""
         line = encode(event).encode("utf-8")
         with self._lock:
-            fd = os.open(self.events_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.events_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    line = b"\n" + line  # a crash tore the last line: start ours on a fresh one
                 os.write(fd, line)
             finally:
                 os.close(fd)

@@ -169,25 +169,18 @@ def test_default_round_trip(tmp_path: Path) -> None:
     assert "max_rows" not in tomllib.loads(path.read_text(encoding="utf-8"))["data"]
 
 
-@pytest.mark.xfail(
-    reason="BUG: config_to_dict drops None fields, and training.save_total_limit defaults to 3, so "
-    "save_total_limit=None ('empty keeps all') comes back as 3 after save/load",
-    strict=True,
-)
-def test_save_total_limit_none_round_trips(tmp_path: Path) -> None:
+def test_save_total_limit_keep_all_round_trips(tmp_path: Path) -> None:
+    # TOML has no null, so "keep every checkpoint" is 0, which survives a save / load.
     c = RunConfig()
-    c.training.save_total_limit = None
+    c.training.save_total_limit = 0
     path = tmp_path / "c.toml"
     save_config(c, path)
-    assert load_config(path).training.save_total_limit is None
+    assert load_config(path).training.save_total_limit == 0
+    assert load_config(path).sft_kwargs()["save_total_limit"] is None
 
 
-@pytest.mark.xfail(
-    reason="BUG: set_field(..., 'training', 'save_total_limit', None) pops the key, so the default 3 returns",
-    strict=True,
-)
-def test_set_field_none_clears_save_total_limit() -> None:
-    assert set_field(RunConfig(), "training", "save_total_limit", None).training.save_total_limit is None
+def test_set_field_zero_keeps_all_checkpoints() -> None:
+    assert set_field(RunConfig(), "training", "save_total_limit", 0).training.save_total_limit == 0
 
 
 def test_set_field_validates_and_names_the_field() -> None:
@@ -291,6 +284,11 @@ def test_non_utf8(tmp_path: Path) -> None:
     assert "not UTF-8" in message
     bad_at = content.index(b"\xe9")
     assert f"offset {bad_at}" in message
+
+
+def test_path_with_nul_byte_raises_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError):
+        load_config(str(tmp_path / "bad\0name.toml"))
 
 
 def test_utf8_bom_is_accepted(tmp_path: Path) -> None:

@@ -67,6 +67,12 @@ def generate_stream(
     prompt = prompt_override or render_prompt(template, instruction, conversation, bos=tokenizer.bos_token)
     inputs = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").to(model.device)
     FastLanguageModel.for_inference(model)
+    # Training with gradient checkpointing turns the KV cache off in the model config; without it every
+    # new token recomputes the whole prefix (measured: 14 instead of 350 tokens/s on the tiny model).
+    for cfg in {id(c): c for c in (getattr(model, "config", None), getattr(getattr(model, "base_model", None), "config", None),
+                                   getattr(getattr(getattr(model, "base_model", None), "model", None), "config", None))
+                if c is not None}.values():
+        cfg.use_cache = True
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     sampling = temperature > 0
     kwargs: dict[str, Any] = dict(

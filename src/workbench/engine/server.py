@@ -24,7 +24,19 @@ from pydantic import BaseModel
 from workbench import data as wbdata
 from workbench.config import RunConfig, config_from_dict
 from workbench.engine.errors import UserError, explain
-from workbench.protocol import Error, Hello, ProtocolError, Request, Result, State, Status, StatsProgress, Token, decode_request, encode
+from workbench.protocol import (
+    Error,
+    Hello,
+    ProtocolError,
+    Request,
+    Result,
+    State,
+    StatsProgress,
+    Status,
+    Token,
+    decode_request,
+    encode,
+)
 from workbench.runs import RunDir, new_run_name
 
 log = logging.getLogger("workbench.engine")
@@ -192,7 +204,7 @@ class Engine:
         self._acquire("loading a model")
         try:
             self._ensure_model(config, req.args.get("adapter"))
-            trainable, total = count_parameters(self.loaded.model)
+            _trainable, total = count_parameters(self.loaded.model)
         finally:
             self._release()
             self.set_state("ready")
@@ -326,7 +338,7 @@ class Engine:
         def work() -> None:
             try:
                 self.set_state("training", run.name)
-                done, self.loaded = run_training(config, run, self.emit, self.train_stop, resume=resume,
+                _done, self.loaded = run_training(config, run, self.emit, self.train_stop, resume=resume,
                                                  loaded=self.loaded)
             finally:
                 run.clear_engine_info()

@@ -254,7 +254,7 @@ def check_disk(run: RunDir, config: RunConfig, trainable_params: int) -> None:
     from workbench.runs import free_bytes
 
     per_checkpoint = estimate_checkpoint_bytes(trainable_params)
-    keep = (config.training.save_total_limit or 3) + 1  # kept checkpoints + the final adapter
+    keep = (config.training.save_total_limit or 10) + 1  # kept checkpoints + the final adapter
     need = per_checkpoint * keep
     free = free_bytes(run.path)
     if free < need:

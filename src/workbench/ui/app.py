@@ -240,9 +240,7 @@ class WorkbenchApp(App[int]):
         self._update_status()
 
     def _update_status(self) -> None:
-        try:
-            bar = self.query_one("#status-bar", Static)
-        except Exception:
+        if not self.query("#status-bar"):
             return
         colour = {"ready": "green", "error": "red", "training": "cyan", "starting": "yellow", "loading": "yellow"}.get(
             self.engine_state, "white")
@@ -277,6 +275,23 @@ class WorkbenchApp(App[int]):
     # -- actions --------------------------------------------------------------------------------
     def action_pane(self, pane: str) -> None:
         self.query_one("#panes", TabbedContent).active = pane
+        self._focus_pane(pane)
+
+    # Where the keyboard goes when a pane opens: never into a text box, where the pane's own keys
+    # (n / p, t / x) would be typed instead of acting; the chat input is the exception by design.
+    FOCUS_ON_OPEN = {"config": "#config-form", "data": "#data-sample-scroll", "train": "#train-start",
+                     "chat": "#chat-input", "save": "#runs-table"}
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        self._focus_pane(event.pane.id or "")
+
+    def _focus_pane(self, pane: str) -> None:
+        # Focus at once: if the focus stayed on a widget of the pane just hidden, Textual would move it
+        # to a neighbour there, and focusing a widget in a hidden tab switches back to that tab.
+        selector = self.FOCUS_ON_OPEN.get(pane)
+        if selector:
+            self.query_one(selector).focus(scroll_visible=False)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

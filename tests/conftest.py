@@ -1,0 +1,26 @@
+"""Shared fixtures. The tiny Gemma-2 is built once per test session into a temporary cache, so tests
+never write to the user's ~/.cache and CI starts clean."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+_CACHE = tempfile.mkdtemp(prefix="workbench-test-cache-")
+os.environ.setdefault("WORKBENCH_CACHE", _CACHE)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture
+def demo_config(tmp_path: Path):
+    from workbench.config import load_config
+
+    config = load_config(ROOT / "configs" / "demo.toml")
+    config.output.runs_dir = str(tmp_path / "runs")
+    return config

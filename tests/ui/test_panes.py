@@ -1,0 +1,75 @@
+"""Pilot tests per pane against the real engine (one engine per test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import Input, Static
+
+from tests.ui.conftest import FakeNvml, wait_for
+from workbench.config import load_config
+from workbench.ui.app import WorkbenchApp
+from workbench.ui.panes.config_pane import ConfigPane
+from workbench.ui.panes.data_pane import DataPane
+
+pytestmark = pytest.mark.engine
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.query_one(selector, Static).render())
+
+
+async def test_config_validates_as_typed_and_saves(demo_config_path: Path):
+    app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        box = app.query_one("#f-lora-r", Input)
+        box.value = "0"
+        await pilot.pause()
+        assert "lora.r" in text_of(app, "#err-lora-r")
+        assert app.invalid_fields() == ["lora.r"]
+        pane = app.pane(ConfigPane)
+        pane.action_save()
+        await pilot.pause()
+        assert "Not saved" in text_of(app, "#config-message")
+        box.value = "32"
+        await pilot.pause()
+        assert text_of(app, "#err-lora-r") == ""
+        assert app.config.lora.r == 32 and app.dirty
+        assert "unsaved" in text_of(app, "#status-bar")
+        pane.action_save()
+        await pilot.pause()
+        assert load_config(demo_config_path).lora.r == 32
+        assert not app.dirty
+
+
+async def test_data_pane_changes_follow_the_config(demo_config_path: Path):
+    app = WorkbenchApp(config_path=demo_config_path, gpu_module=FakeNvml())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.engine_ready, 180, "engine")
+        await pilot.press("2")
+        await wait_for(pilot, lambda: "### सारांश:" in text_of(app, "#data-sample"), 60, "instruction template")
+        # switching the template in the Config pane re-renders the Data pane
+        await pilot.press("1")
+        from workbench.config import set_field
+
+        app.apply_config(set_field(app.config, "data", "template", "gemma_chat"), data_affecting=True)
+        await wait_for(pilot, lambda: "<start_of_turn>" in text_of(app, "#data-sample"), 60, "gemma template")
+        # a tiny max_seq_length shows truncation
+        app.apply_config(set_field(app.config, "model", "max_seq_length", 40), data_affecting=True)
+        await wait_for(pilot, lambda: "truncation cuts" in text_of(app, "#data-counts"), 60, "truncation")
+        await wait_for(pilot, lambda: app.pane(DataPane).stats is not None
+                       and app.pane(DataPane).stats.max_seq_length == 40, 60, "stats at 40")
+        assert app.pane(DataPane).stats.over_limit_rows
+
+
+async def test_bad_data_source_is_shown_not_raised(demo_config_path: Path, tmp_path: Path):
+    app = WorkbenchApp(config_path=demo_config_path, gpu_module=FakeNvml())
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.engine_ready, 180, "engine")
+        await pilot.press("2")
+        from workbench.config import set_field
+
+        app.apply_config(set_field(app.config, "data", "source", str(tmp_path / "missing.jsonl")), data_affecting=True)
+        await wait_for(pilot, lambda: "no such file" in text_of(app, "#data-counts"), 60, "error shown")
+        assert app.is_running
