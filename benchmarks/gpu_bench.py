@@ -123,6 +123,22 @@ def token_data(config: Any, tokenizer: Any) -> Any:
                               "completion_mask": [[int(t) for t in s.trained] for s in prepared.train]})
 
 
+def counting(trainer_cls: Any) -> Any:
+    """The same real-token count the engine keeps (attention-mask sum per micro-batch), for arms B and C."""
+    import torch
+
+    class Counting(trainer_cls):  # type: ignore[misc, valid-type]
+        wb_tokens: Any = None
+
+        def training_step(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+            mask = inputs.get("attention_mask")
+            real = mask.sum() if mask is not None else torch.tensor(inputs["input_ids"].numel())
+            self.wb_tokens = real if self.wb_tokens is None else self.wb_tokens + real
+            return super().training_step(model, inputs, *args, **kwargs)
+
+    return Counting
+
+
 class Meter:
     """Per-step wall time and real-token counts; built as a TrainerCallback."""
 
@@ -135,14 +151,12 @@ class Meter:
             def __init__(self) -> None:
                 self.times: list[float] = []
                 self.tokens: list[float] = []
+                self.trainer: Any = None
 
             def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
                 torch.cuda.synchronize()
-                self.times.append(time.perf_counter())
-
-            def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kw: Any) -> None:
-                if logs and "num_tokens" in logs:
-                    self.tokens.append(float(logs["num_tokens"]))
+                self.times.append(time.time())
+                self.tokens.append(float(self.trainer.wb_tokens))
 
         return _M()
 
@@ -201,8 +215,9 @@ def arm_plain(cache: Path, shape: str) -> None:
     lora = LoraConfig(r=16, lora_alpha=16, lora_dropout=0.0, bias="none", task_type="CAUSAL_LM",
                       target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
     torch.cuda.reset_peak_memory_stats()
-    trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=ds, args=args, peft_config=lora,
-                         callbacks=[meter])
+    trainer = counting(SFTTrainer)(model=model, processing_class=tokenizer, train_dataset=ds, args=args,
+                                   peft_config=lora, callbacks=[meter])
+    meter.trainer = trainer
     trainer.train()
     summarize("B plain transformers+peft+TRL", meter.times, meter.tokens, fpt(mdir, mean_len(ds)), {"batch": BATCH})
     chat_plain(trainer.model, tokenizer)
@@ -319,12 +334,13 @@ def arm_bare(cache: Path, shape: str) -> None:
     ds = token_data(config, tokenizer)
     meter = Meter.make()
     torch.cuda.reset_peak_memory_stats()
-    trainer = SFTTrainer(model=model, processing_class=tokenizer, train_dataset=ds, callbacks=[meter],
+    trainer = counting(SFTTrainer)(model=model, processing_class=tokenizer, train_dataset=ds, callbacks=[meter],
                          args=SFTConfig(output_dir=str(cache / "bare-out"), per_device_train_batch_size=BATCH,
                                         gradient_accumulation_steps=ACCUM, max_steps=WARMUP + MEASURE, warmup_steps=2,
                                         learning_rate=2e-4, optim="adamw_8bit", bf16=True, logging_steps=1,
                                         save_strategy="no", report_to="none", max_length=2048, completion_only_loss=True,
                                         disable_tqdm=True, seed=3407))
+    meter.trainer = trainer
     trainer.train()
     summarize("C bare unsloth script", meter.times, meter.tokens, fpt(mdir, mean_len(ds)), {"batch": BATCH})
 

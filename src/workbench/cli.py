@@ -48,7 +48,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         config.data.skip_bad_rows = True
     if args.max_steps is not None:
         config.training.max_steps = args.max_steps
-    console = Console(stderr=False, highlight=False)
+    # Piped output (logs, CI) is not wrapped at 80 columns: each event stays on one greppable line.
+    console = Console(stderr=False, highlight=False, soft_wrap=not sys.stdout.isatty())
     if args.run_dir:
         path = Path(args.run_dir)
         run = RunDir.create(path.parent if str(path.parent) else ".", path.name)
@@ -61,6 +62,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         run = RunDir.create(config.output.runs_dir, config.output.run_name or new_run_name(config.model.name))
     console.print(f"[bold]run[/] {run.path}   (events: {run.events_path})")
+    import logging
+
+    # Library chatter and tracebacks go to the run's train.log; the console gets one clear line per problem.
+    logging.basicConfig(filename=run.path / "train.log", level=logging.INFO, force=True,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
     stop = threading.Event()
     interrupts = [0]

@@ -31,7 +31,23 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
-def explain(exc: BaseException, *, model_name: str = "", batch: int | None = None) -> Explained:
+def _gpu_memory() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            total = torch.cuda.get_device_properties(0).total_memory / 1024**3
+            peak = torch.cuda.max_memory_reserved() / 1024**3
+            return f"; peak reserved {peak:.1f} of {total:.1f} GiB"
+    except Exception:
+        pass
+    return ""
+
+
+def explain(
+    exc: BaseException, *, model_name: str = "", batch: int | None = None, accum: int | None = None,
+    seq: int | None = None,
+) -> Explained:
     from workbench.config import ConfigError
     from workbench.data import DataError
 
@@ -45,6 +61,11 @@ def explain(exc: BaseException, *, model_name: str = "", batch: int | None = Non
     text = str(exc)
     if name == "OutOfMemoryError" or "CUDA out of memory" in text:
         size = f" at micro-batch {batch}" if batch else ""
+        if batch and accum:
+            size += f" x accumulation {accum}"
+        if seq:
+            size += f", max_seq_length {seq}"
+        size += _gpu_memory()
         first = text.splitlines()[0] if text else "CUDA out of memory"
         return Explained(
             "oom",

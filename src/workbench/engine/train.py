@@ -27,6 +27,20 @@ from workbench.runs import COMPLETE_MARKER, RunDir
 GIB = 1024**3
 Emit = Callable[[BaseModel], None]
 
+# Fault injection for the robustness tests (issue 5): a NaN loss, or a CUDA out-of-memory error, at a
+# given optimizer step, so that the paths that handle them run on machines without a GPU. Unset in use.
+INJECT_NAN_ENV = "WORKBENCH_INJECT_NAN_AT_STEP"
+INJECT_OOM_ENV = "WORKBENCH_INJECT_OOM_AT_STEP"  # fires only while the micro-batch is above 1
+
+
+def _injected_step(name: str) -> int:
+    import os
+
+    try:
+        return int(os.environ.get(name, "0"))
+    except ValueError:
+        return 0
+
 
 @dataclass
 class PreparedData:
@@ -155,7 +169,9 @@ def make_callback(
             now = time.time()
             loss = logs.get("loss")
             grad_norm = logs.get("grad_norm")
-            tokens = float(logs.get("num_tokens") or 0.0)
+            # Our own count (TRL's num_tokens is missing under unsloth); resumed runs count from the resume.
+            counted = getattr(self.trainer, "_wb_tokens", None)
+            tokens = float(counted) if counted is not None else float(logs.get("num_tokens") or 0.0)
             tps = None
             if tokens > self.last_tokens and now > self.last_t and len(self.step_times) > 0:
                 tps = (tokens - self.last_tokens) / (now - self.last_t)
@@ -217,9 +233,20 @@ def _trainer_class() -> Any:
         optimizer step. HF's logged loss hides NaN by default, so this is the raw check."""
 
         _wb_nonfinite: Any = None
+        _wb_tokens: Any = None
+        """Real (non-pad) tokens trained on so far, kept on the device; read once per log."""
 
-        def training_step(self, *args: Any, **kwargs: Any) -> Any:
-            loss = super().training_step(*args, **kwargs)
+        def training_step(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+            step = self.state.global_step + 1
+            if step == _injected_step(INJECT_OOM_ENV) and self.args.per_device_train_batch_size > 1:
+                raise torch.OutOfMemoryError(
+                    f"CUDA out of memory (injected at step {step}). Tried to allocate 2.00 GiB")
+            mask = inputs.get("attention_mask")
+            real = mask.sum() if mask is not None else torch.tensor(inputs["input_ids"].numel())
+            self._wb_tokens = real if self._wb_tokens is None else self._wb_tokens + real
+            loss = super().training_step(model, inputs, *args, **kwargs)
+            if step == _injected_step(INJECT_NAN_ENV):
+                loss = loss * float("nan")
             bad = ~torch.isfinite(loss.detach()).all()
             self._wb_nonfinite = bad if self._wb_nonfinite is None else (self._wb_nonfinite | bad)
             return loss
@@ -363,6 +390,12 @@ def run_training(
         train_ds = _to_hf_dataset(prepared.train)
         eval_ds = _to_hf_dataset(prepared.eval) if prepared.eval else None
         attempts = 0
+        initial_lora = None
+        if config.training.auto_retry_oom:
+            # A retry with no checkpoint yet must start from the same LoRA init, not half-trained weights.
+            from peft import get_peft_model_state_dict
+
+            initial_lora = {k: v.detach().clone() for k, v in get_peft_model_state_dict(loaded.model).items()}
         while True:
             args = _sft_config(config, run, eval_ds is not None, batch, accum)
             callback = make_callback(out, stop, run.name, fpt, peak, memory_before)
@@ -401,6 +434,10 @@ def run_training(
                 torch.cuda.empty_cache()
                 batch, accum = max(1, batch // 2), accum * 2
                 checkpoint = run.newest_checkpoint()
+                if checkpoint is None and initial_lora is not None:
+                    from peft import set_peft_model_state_dict
+
+                    set_peft_model_state_dict(loaded.model, initial_lora)
                 say(f"CUDA out of memory: retrying with micro-batch {batch} x accumulation {accum} "
                     f"(same effective batch; attempt {attempts} of 3).")
         step = trainer.state.global_step
@@ -428,7 +465,8 @@ def run_training(
         import logging
 
         logging.getLogger("workbench.engine").exception("training failed")
-        why = explain(exc, model_name=config.model.name, batch=batch)
+        why = explain(exc, model_name=config.model.name, batch=batch, accum=accum,
+                      seq=config.model.max_seq_length)
         done = Done(status="failed", step=step, total_steps=total,
                     final_loss=getattr(callback, "last_loss", None),
                     message=f"{why.message} {why.hint}".strip(), runtime_s=time.time() - started)

@@ -129,6 +129,8 @@ class WorkbenchApp(App[int]):
         self.engine_ready = False
         self.device = ""
         self.opened_adapter: str | None = None
+        self._engine_generation = 0
+        self._closing = False
 
     # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -160,16 +162,18 @@ class WorkbenchApp(App[int]):
     # -- engine ---------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
     def _start_engine(self) -> None:
-        client = self.engine_factory(lambda event: self.post_message(EngineEvent(event)))
-        if self.attach_run:
-            run = self._find_run(self.attach_run)
-            info = run.engine_info() if run else None
-            if not run or not info or not run.engine_alive():
-                raise ConnectionError(f"run {self.attach_run!r} has no live engine to attach to")
+        generation = self._engine_generation
+        client = self.engine_factory(lambda event: self.post_message(EngineEvent(event, generation)))
+        run = self._find_run(self.attach_run) if self.attach_run else None
+        if self.attach_run and run is None:
+            raise ConnectionError(f"no run named {self.attach_run!r} (looked in {self.config.output.runs_dir})")
+        info = run.engine_info() if run else None
+        if run and info and run.engine_alive():
             client.connect(str(info["socket"]))
-            self.call_from_thread(self._replay_attached, run)
         else:
-            client.start()
+            client.start()  # a finished or interrupted run: show its history, with a fresh engine for chat
+        if run:
+            self.call_from_thread(self._replay_attached, run)
         self.client = client
         self.bridge.send_fn = client.send
 
@@ -192,6 +196,8 @@ class WorkbenchApp(App[int]):
             self.notify(f"{error}", title="The engine could not start", severity="error", timeout=30)
 
     def on_engine_event(self, message: EngineEvent) -> None:
+        if message.generation != self._engine_generation or self._closing:
+            return
         event = message.event
         if isinstance(event, Hello):
             self.device = event.device
@@ -205,7 +211,12 @@ class WorkbenchApp(App[int]):
             self.engine_ready = False
             self.bridge.send_fn = None
             self.bridge.fail_all(event)
-            self.set_engine_state("error", "engine disconnected; training it started keeps running (Runs pane)")
+            train = self.pane(TrainPane)
+            if train.running:
+                train.engine_lost()
+            self.notify("The engine process ended unexpectedly; starting a new one. Nothing written to the "
+                        "run directory is lost.", title="Engine lost", severity="warning", timeout=15)
+            self.action_restart_engine()
             return
         self.bridge.dispatch(event)
 
@@ -215,8 +226,10 @@ class WorkbenchApp(App[int]):
         self._update_status()
 
     def action_restart_engine(self) -> None:
+        self._engine_generation += 1
         if self.client is not None:
             self.client.close()
+            self.client = None
         self.engine_ready = False
         self.attach_run = None
         self.set_engine_state("starting", "restarting the engine")
@@ -230,6 +243,7 @@ class WorkbenchApp(App[int]):
 
     def on_config_changed(self, message: ConfigChanged) -> None:
         self.pane(ConfigPane).refresh_fields()
+        self._update_status()
         if message.data_affecting:
             self.pane(DataPane).config_changed()
 
@@ -246,6 +260,8 @@ class WorkbenchApp(App[int]):
             self.engine_state, "white")
         detail = getattr(self, "_engine_detail", "")
         unsaved = " [b yellow]● unsaved[/]" if self.dirty else ""
+        if self.config.model.trust_remote_code:
+            unsaved += " [b red]⚠ trust_remote_code ON[/]"
         device = f" on {self.device}" if self.device else ""
         self.query_one("#status-bar", Static).update(
             f"engine: [{colour}]{self.engine_state}[/]{device}{(' · ' + detail) if detail else ''}"
@@ -297,5 +313,6 @@ class WorkbenchApp(App[int]):
         self.push_screen(HelpScreen())
 
     def on_unmount(self) -> None:
+        self._closing = True
         if self.client is not None:
             self.client.close()

@@ -11,9 +11,11 @@ from workbench.protocol import Event
 class EngineEvent(Message):
     """One event from the engine (posted from the client's reader thread; never dropped)."""
 
-    def __init__(self, event: Event) -> None:
+    def __init__(self, event: Event, generation: int = 0) -> None:
         super().__init__()
         self.event = event
+        self.generation = generation
+        """Which engine sent it: events of an engine that was replaced are ignored."""
 
 
 class GpuSample(Message):

@@ -165,6 +165,18 @@ class TrainPane(Horizontal):
             self._buttons()
             self.app.training_finished(event)  # type: ignore[attr-defined]
 
+    def engine_lost(self) -> None:
+        """The engine died mid-run (killed, crashed, out of host memory): say what is kept, offer resume."""
+        self.running = False
+        step = self.last_log.step if self.last_log else 0
+        checkpoint = RunDir(self.run_dir).newest_checkpoint() if self.run_dir else None
+        kept = (f"The newest complete checkpoint is {checkpoint.name}: press Resume (r) to continue from it."
+                if checkpoint else "No checkpoint was complete yet: Start begins again.")
+        self.query_one("#train-phase", Static).update(
+            f"[red]The engine stopped unexpectedly at step {step} (killed or crashed).[/] {kept}")
+        self._log(f"[red]engine lost at step {step}[/]")
+        self._buttons()
+
     def _metrics(self, e: Log) -> None:
         def f(v: float | None, fmt: str) -> str:
             return "–" if v is None else fmt.format(v)

@@ -1,0 +1,342 @@
+"""Time from process start to the first paint of the `workbench demo` TUI, over fresh processes.
+
+    /work/venv/bin/python benchmarks/ui/first_paint.py            # 20 measured runs (+1 warm-up)
+    /work/venv/bin/python benchmarks/ui/first_paint.py --runs 30 --pty
+
+Method
+------
+Each run spawns a fresh interpreter, `python -c CHILD`, whose code does what `workbench demo` does:
+it imports `workbench.cli` and calls `workbench.cli.main(["demo"])`, which loads configs/demo.toml and
+runs `WorkbenchApp` with start_engine=True (the default), so the engine process is spawned in the
+background exactly as for a user. Before that, the child swaps `workbench.ui.app.WorkbenchApp` for a
+subclass that only adds measurement:
+
+* `run()` forces `headless=True, size=(160, 50)` (default mode) -- or, with --pty, the app runs on its
+  real Linux driver inside a pseudo-terminal of 160x50 that this script reads;
+* `_display()` (called once per frame the compositor produced, after layout and render_update)
+  timestamps the first frame on which the Config pane, the tab bar and the status bar all have a
+  non-empty region on screen: that is "first paint". In headless mode the probe also converts that
+  frame to terminal escape sequences (CompositorUpdate.render_segments), which the headless driver
+  skips but a real terminal pays for. It then records which ML modules are in sys.modules, the
+  engine state, writes everything to a JSON file and calls app.exit().
+
+Clock: time.time() in both processes (same machine, same clock). total = child first paint minus the
+parent's time.time() taken just before subprocess.Popen. The breakdown uses the child's own marks:
+interpreter start-up (parent Popen -> first line of CHILD), `import workbench.cli`,
+`import workbench.ui.app`, App construction, and App.run() -> first paint.
+
+After the paint the child exits the app; we wait for the process to end (recorded as quit_s: how long
+the process takes to exit after the paint, see the README for why this is long) and then kill the engine
+that run started: it is found by its command line, `python -m workbench.engine --socket
+.../engine-<child pid>-<ms>.sock` (EngineClient names the socket after the UI's pid), and its whole
+process group (it is a session leader) gets SIGTERM, then SIGKILL. Its socket and log are removed.
+
+Separately, in fresh processes on an idle machine (no engine starting): `python -c pass` (the floor) and
+`import workbench.ui.app` alone, timed with time.perf_counter() around the import.
+
+The first run is a warm-up (cold page cache / .pyc) and is reported separately, not in the statistics.
+Target (the issue): median total <= 0.5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import pty
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    DEMO_CONFIG,
+    HEAVY,
+    ROOT,
+    bench_env,
+    kill_engines_of,
+    other_busy_processes,
+    wait_quiet,
+    print_table,
+    secs,
+    summarize,
+    write_results,
+)
+
+CHILD = r"""
+import time
+T_START = time.time()
+import json, os, sys
+OUT, MODE, W, H = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+HEAVY = tuple(sys.argv[5].split(","))
+marks = {"interp_start": T_START}
+
+def mark(name):
+    marks[name] = time.time()
+
+def dump(extra):
+    data = dict(extra, marks=marks)
+    tmp = OUT + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, OUT)
+
+import workbench.cli as cli
+mark("cli_imported")
+import workbench.ui.app as appmod
+mark("app_imported")
+from textual._compositor import CompositorUpdate
+
+result = {}
+
+class Probe(appmod.WorkbenchApp):
+    # Textual resolves a relative CSS_PATH against the subclass's source file, which `-c` code lacks.
+    CSS_PATH = os.path.join(os.path.dirname(appmod.__file__), appmod.WorkbenchApp.CSS_PATH)
+
+    def __init__(self, *args, **kwargs):
+        mark("app_init_start")
+        super().__init__(*args, **kwargs)
+        mark("app_init_done")
+        self._painted = False
+        self._frames = 0
+
+    def run(self, **kwargs):
+        mark("app_run")
+        if MODE == "headless":
+            kwargs.update(headless=True, size=(W, H))
+        return super().run(**kwargs)
+
+    def _display(self, screen, renderable):
+        super()._display(screen, renderable)
+        if self._painted or renderable is None or self._batch_count or screen is not self.screen:
+            return
+        if self.is_headless and isinstance(renderable, CompositorUpdate):
+            renderable.render_segments(self.console)
+        self._frames += 1
+        try:
+            ok = all(self.query_one(s).region.area > 0 for s in ("#config-pane", "#panes", "#status-bar"))
+        except Exception:
+            ok = False
+        if not ok:
+            marks.setdefault("first_frame_incomplete", time.time())
+            return
+        self._painted = True
+        mark("first_paint")
+        result.update(
+            heavy_at_paint=sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in HEAVY}),
+            heavy_checked=list(HEAVY),
+            n_modules_at_paint=len(sys.modules),
+            frames_before_paint=self._frames - 1,
+            engine_state_at_paint=self.engine_state,
+            engine_connected_at_paint=self.client is not None,
+            size=list(self.size),
+            driver=type(self._driver).__name__,
+            config_path=str(self.config_path),
+            start_engine=self.start_engine,
+        )
+        dump(result)
+        self.call_later(self.exit)
+
+appmod.WorkbenchApp = Probe
+rc = cli.main(["demo"])
+mark("app_returned")
+dump(dict(result, rc=rc))
+"""
+
+
+def _drain(fd: int, sink: list[int], stop: threading.Event) -> None:
+    while not stop.is_set():
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError:
+            return
+        if not chunk:
+            return
+        sink[0] += len(chunk)
+
+
+def one_run(mode: str, size: tuple[int, int], quit_timeout: float, workdir: Path) -> dict:
+    out = workdir / f"paint-{time.time_ns()}.json"
+    err_path = workdir / "child-stderr.txt"
+    env = bench_env({"TERM": "xterm-256color", "COLORTERM": "truecolor"} if mode == "pty" else None)
+    argv = [sys.executable, "-c", CHILD, str(out), mode, str(size[0]), str(size[1]), ",".join(HEAVY)]
+    master = slave = None
+    drained = [0]
+    stop = threading.Event()
+    with open(err_path, "wb") as err:
+        if mode == "pty":
+            master, slave = pty.openpty()
+            fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+            threading.Thread(target=_drain, args=(master, drained, stop), daemon=True).start()
+            stdio = {"stdin": slave, "stdout": slave, "stderr": slave}
+        else:
+            stdio = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL, "stderr": err}
+        t_launch = time.time()
+        proc = subprocess.Popen(argv, cwd=workdir, env=env, start_new_session=True, **stdio)
+    if slave is not None:
+        os.close(slave)
+    t_exit = None
+    timed_out = False
+    try:
+        proc.wait(timeout=quit_timeout + 60)
+        t_exit = time.time()
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        proc.kill()
+        proc.wait()
+    finally:
+        stop.set()
+        killed = kill_engines_of(proc.pid)
+        if master is not None:
+            with contextlib.suppress(OSError):
+                os.close(master)
+    if not out.exists():
+        raise RuntimeError(f"the child did not report a paint (rc {proc.returncode}); stderr: "
+                           f"{err_path.read_text(errors='replace')[-2000:]}")
+    data = json.loads(out.read_text())
+    out.unlink()
+    m = data["marks"]
+    paint = m["first_paint"]
+    rec = {
+        "total_s": paint - t_launch,
+        "interp_startup_s": m["interp_start"] - t_launch,
+        "import_cli_s": m["cli_imported"] - m["interp_start"],
+        "import_ui_app_s": m["app_imported"] - m["cli_imported"],
+        "cli_to_app_init_s": m["app_init_start"] - m["app_imported"],
+        "app_init_s": m["app_init_done"] - m["app_init_start"],
+        "run_to_paint_s": paint - m["app_run"],
+        "quit_s": (t_exit - paint) if t_exit else None,
+        "textual_shutdown_s": (m["app_returned"] - paint) if "app_returned" in m else None,
+        "interpreter_exit_s": (t_exit - m["app_returned"]) if t_exit and "app_returned" in m else None,
+        "timed_out": timed_out,
+        "rc": proc.returncode,
+        "engine_pids_killed": killed,
+        "pty_bytes": drained[0] if mode == "pty" else None,
+        **{k: v for k, v in data.items() if k != "marks"},
+        "marks": m,
+        "t_launch": t_launch,
+    }
+    return rec
+
+
+def fresh_import_times(code: str, n: int) -> list[float]:
+    out = []
+    for _ in range(n):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=bench_env(),
+                           cwd=tempfile.gettempdir(), check=True)
+        out.append(float(r.stdout.strip().splitlines()[-1]))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=20, help="measured runs (>= 15); one warm-up run is added")
+    ap.add_argument("--pty", action="store_true", help="run the app on its real driver in a pseudo-terminal")
+    ap.add_argument("--size", default="160x50")
+    ap.add_argument("--quit-timeout", type=float, default=120.0)
+    ap.add_argument("--settle", type=float, default=1.0, help="seconds of idle between runs")
+    ap.add_argument("--quiet", type=float, default=0.25,
+                    help="before each run wait (up to --quiet-wait s) until the CPUs are less busy than this")
+    ap.add_argument("--quiet-wait", type=float, default=60.0)
+    ap.add_argument("--import-runs", type=int, default=15)
+    ap.add_argument("--name", default=None, help="results file name (default first_paint[_pty])")
+    args = ap.parse_args()
+    mode = "pty" if args.pty else "headless"
+    size = tuple(int(x) for x in args.size.split("x"))
+    assert DEMO_CONFIG.exists(), DEMO_CONFIG
+
+    # Floors, on an idle machine: interpreter start, and the UI module's import alone.
+    t_python = fresh_import_times("import time; t=time.perf_counter(); print(time.perf_counter()-t)", 3)  # warm
+    t_python = fresh_import_times(
+        "import time, subprocess, sys; t=time.perf_counter(); "
+        "subprocess.run([sys.executable, '-c', 'pass']); print(time.perf_counter()-t)", args.import_runs)
+    fresh_import_times("import workbench.ui.app; print(0)", 1)  # warm the .pyc / page cache
+    t_import = fresh_import_times(
+        "import time; t=time.perf_counter(); import workbench.ui.app; print(time.perf_counter()-t)", args.import_runs)
+    t_import_heavy = subprocess.run(
+        [sys.executable, "-c", "import sys, workbench.ui.app; "
+         f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(HEAVY)!r})))"],
+        capture_output=True, text=True, env=bench_env(), check=True).stdout.strip()
+
+    runs: list[dict] = []
+    warmup = None
+    with tempfile.TemporaryDirectory(prefix="wb-first-paint-") as tmp:
+        workdir = Path(tmp)
+        for i in range(args.runs + 1):
+            time.sleep(args.settle)
+            busy, waited = wait_quiet(args.quiet, args.quiet_wait)
+            others = other_busy_processes() if busy > args.quiet else []
+            rec = one_run(mode, size, args.quit_timeout, workdir)
+            rec.update(cpu_busy_before=busy, waited_for_quiet_s=waited, other_busy_processes=others)
+            label = "warm-up" if i == 0 else f"run {i:>2}/{args.runs}"
+            print(f"{label}: first paint {rec['total_s']:.3f} s (import ui.app {rec['import_ui_app_s']:.3f} s, "
+                  f"run->paint {rec['run_to_paint_s']:.3f} s), heavy modules at paint: {rec['heavy_at_paint']}, "
+                  f"engine at paint: {rec['engine_state_at_paint']}/connected={rec['engine_connected_at_paint']}, "
+                  f"process exit {rec['quit_s'] if rec['quit_s'] is None else round(rec['quit_s'], 2)} s after paint, "
+                  f"engines killed {rec['engine_pids_killed']}; CPUs {busy * 100:.0f}% busy before", flush=True)
+            if i == 0:
+                warmup = rec
+            else:
+                runs.append(rec)
+
+    keys = ["total_s", "interp_startup_s", "import_cli_s", "import_ui_app_s", "cli_to_app_init_s", "app_init_s",
+            "run_to_paint_s", "quit_s", "textual_shutdown_s", "interpreter_exit_s"]
+    stats = {k: summarize([r[k] for r in runs if r.get(k) is not None]) for k in keys}
+    stats["python_startup_s"] = summarize(t_python)
+    stats["import_workbench_ui_app_alone_s"] = summarize(t_import)
+    heavy_any = sorted({m for r in runs for m in r["heavy_at_paint"]})
+    result = {
+        "mode": mode,
+        "size": size,
+        "config": str(DEMO_CONFIG),
+        "runs": args.runs,
+        "target": {"median_total_s": 0.5},
+        "meets_target": stats["total_s"]["p50"] <= 0.5,
+        "heavy_modules_at_paint_any_run": heavy_any,
+        "heavy_modules_after_import_ui_app": t_import_heavy,
+        "engine_state_at_paint": sorted({r["engine_state_at_paint"] for r in runs}),
+        "engine_connected_at_paint_runs": sum(bool(r["engine_connected_at_paint"]) for r in runs),
+        "stats": stats,
+        "cpu_busy_before_runs": summarize([r["cpu_busy_before"] for r in runs]),
+        "runs_started_on_a_busy_machine": sum(r["cpu_busy_before"] > args.quiet for r in runs),
+        "warmup": warmup,
+        "samples": runs,
+        "python_startup_samples_s": t_python,
+        "import_ui_app_samples_s": t_import,
+    }
+    path = write_results(args.name or ("first_paint" if mode == "headless" else "first_paint_pty"), result)
+
+    rows = []
+    for k, label in [("total_s", "process start -> first paint"), ("interp_startup_s", "  interpreter start-up"),
+                     ("import_cli_s", "  import workbench.cli"), ("import_ui_app_s", "  import workbench.ui.app"),
+                     ("cli_to_app_init_s", "  cli: load config"), ("app_init_s", "  WorkbenchApp()"),
+                     ("run_to_paint_s", "  App.run() -> first paint"),
+                     ("python_startup_s", "python -c pass (idle machine)"),
+                     ("import_workbench_ui_app_alone_s", "import workbench.ui.app alone (idle)"),
+                     ("quit_s", "process exit after the paint"),
+                     ("textual_shutdown_s", "  Textual shutdown"),
+                     ("interpreter_exit_s", "  interpreter exit (joins threads)")]:
+        s = stats[k]
+        rows.append([label, secs(s.get("p50")), secs(s.get("p90")), secs(s.get("min")), secs(s.get("max")), s["n"]])
+    print_table(f"first paint of `workbench demo` ({mode}, {size[0]}x{size[1]}, {args.runs} runs, "
+                f"{os.cpu_count()} CPUs; target median <= 0.5 s)", ["", "median", "p90", "min", "max", "n"], rows)
+    print(f"heavy ML modules in sys.modules at first paint (any run): {heavy_any or 'none'} "
+          f"(checked {', '.join(HEAVY)})")
+    print(f"engine state at first paint: {result['engine_state_at_paint']}; engine connected at paint in "
+          f"{result['engine_connected_at_paint_runs']}/{args.runs} runs (the paint does not wait for it)")
+    cb = result["cpu_busy_before_runs"]
+    print(f"machine load before each run: median {cb['p50'] * 100:.0f}% busy, max {cb['max'] * 100:.0f}% "
+          f"({result['runs_started_on_a_busy_machine']} runs started above {args.quiet * 100:.0f}%)")
+    print(f"median {stats['total_s']['p50']:.3f} s -> target {'MET' if result['meets_target'] else 'NOT MET'}")
+    print(f"raw numbers: {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

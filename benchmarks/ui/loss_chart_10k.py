@@ -1,0 +1,295 @@
+"""A 10,000-step run keeps the loss chart responsive: ingest, redraw and key latency at 10k points.
+
+    /work/venv/bin/python benchmarks/ui/loss_chart_10k.py
+    /work/venv/bin/python benchmarks/ui/loss_chart_10k.py --points 10000 --presses 200 --feed-rate 10
+
+Method
+------
+The full app, `WorkbenchApp(config_path=configs/demo.toml, start_engine=False)` (no engine: the points are
+synthetic), runs under Textual's Pilot (`app.run_test(size=(160, 50))`, headless), on the Train pane.
+The app is the probe subclass of benchmarks/ui/_common.py, which timestamps every frame (see there).
+Synthetic points: a noisy decaying loss, one `workbench.protocol.Log` per step with every field the
+engine sends (lr, grad norm, epoch, tokens, tokens/s, elapsed, ETA); the Log objects are built before
+any timing.
+
+(a) ingest: a TrainStart, then all points through `TrainPane.handle_event(log)` -- the function the
+    engine's events reach -- in one synchronous loop, each call timed with time.perf_counter() (so a cost
+    that grows with the history shows as a growing per-call time: the first and last 1,000 are
+    compared). Then the time until the next frame that shows them (the chart's 4 Hz timer replots).
+    Also (a2): `TrainPane.replay(run_dir)` of a run folder whose events.jsonl holds the same 10,000
+    points (what opening a past run or re-attaching does).
+(b) `LossChart.replot()` at 100, 1,000 and 10,000 points (the chart's history set directly), median of
+    `--repeats` (20) calls. replot() only rebuilds the plotext figure; the drawing happens when Textual
+    renders the widget, so also timed: `LossChart.render()` after a replot (plotext build + ANSI parse),
+    and replot() -> the next frame on screen (wall time, includes waiting for Textual's refresh timer).
+    The number of points handed to plotext per series is recorded (drawing is downsampled; history is
+    not), and len(chart.steps) == points is checked.
+(c) key-to-render latency with 10,000 points in the chart: keys "2" (Data) / "3" (Train) in turn,
+    `--presses` presses, measured as in key_latency.py (time from just before `pilot.press` to the
+    first frame on which the selected pane is on screen). Twice: (c1) static history; (c2) while new
+    points keep arriving at `--feed-rate` per second (so the chart is dirty and replots at 4 Hz).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import (  # noqa: E402
+    DEMO_CONFIG,
+    ROOT,
+    cpu_busy,
+    make_probe_app,
+    measure_key_latency,
+    ms,
+    print_table,
+    set_offline_env,
+    summarize,
+    write_results,
+)
+
+
+def synthetic_logs(n: int, start: int = 1, total: int | None = None, seed: int = 0) -> list[Any]:
+    from workbench.protocol import Log
+
+    rng = random.Random(seed)
+    total = total or n
+    out = []
+    t0 = time.time()
+    for step in range(start, start + n):
+        loss = 0.6 + 2.4 * math.exp(-step / 1500) + rng.gauss(0, 0.08)
+        out.append(Log(step=step, total_steps=total, loss=loss, learning_rate=3e-3 * (1 - step / (total + 1)),
+                       grad_norm=abs(rng.gauss(1.0, 0.3)), epoch=step / 2000, tokens=step * 900,
+                       tokens_per_s=9000.0 + rng.gauss(0, 200), mfu=None, elapsed_s=step * 0.1,
+                       eta_s=(total - step) * 0.1, t=t0 + step * 0.1))
+    return out
+
+
+async def next_frame(app: Any, timeout: float = 10.0) -> float:
+    return (await asyncio.wait_for(app.wait_frame(lambda: True), timeout))[0]
+
+
+async def frame_after(app: Any, t: float, timeout: float = 10.0) -> float:
+    """Time of the first frame drawn after perf_counter time t (waits for it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        later = [f for f in app.frame_times if f > t]
+        if later:
+            return later[0]
+        if time.monotonic() > deadline:
+            raise TimeoutError("no frame")
+        await asyncio.sleep(0.002)
+
+
+async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    set_offline_env()
+    from workbench.protocol import TrainStart
+    from workbench.runs import RunDir
+    from workbench.ui.app import WorkbenchApp
+    from workbench.ui.panes.train_pane import TrainPane
+    from workbench.ui.widgets.loss_chart import LossChart
+
+    n = args.points
+    logs = synthetic_logs(n)
+    start = TrainStart(total_steps=n, run_dir=str(workdir / "runs" / "synthetic"), train_rows=40000, eval_rows=400,
+                       effective_batch=4, trainable_params=1_000_000, total_params=9_000_000_000)
+    App = make_probe_app(WorkbenchApp)
+    app = App(config_path=DEMO_CONFIG, start_engine=False)
+    result: dict[str, Any] = {"points": n}
+    async with app.run_test(size=(160, 50)) as pilot:
+        await pilot.press("3")
+        await asyncio.sleep(0.5)
+        train = app.query_one(TrainPane)
+        chart = app.query_one(LossChart)
+        result["chart_size"] = list(chart.size)
+
+        # Record how many points each replot hands to plotext (per series).
+        plotted: list[list[int]] = []
+        replot_times: list[float] = []
+        orig_plot = chart.plt.plot
+
+        def counting_plot(*a: Any, **k: Any) -> Any:
+            if plotted is not None and a:
+                plotted[-1].append(len(a[0]))
+            return orig_plot(*a, **k)
+
+        chart.plt.plot = counting_plot  # type: ignore[method-assign]
+        orig_replot = chart.replot
+
+        def counting_replot() -> None:
+            plotted.append([])
+            orig_replot()
+            replot_times.append(time.perf_counter())
+
+        chart.replot = counting_replot  # type: ignore[method-assign]
+
+        # (a) ingest ------------------------------------------------------------------------------
+        train.handle_event(start)
+        replots_before = len(plotted)
+        per_call: list[float] = []
+        pc = time.perf_counter
+        t0 = pc()
+        for log in logs:
+            t = pc()
+            train.handle_event(log)
+            per_call.append(pc() - t)
+        t1 = pc()
+        t_frame = await frame_after(app, t1)
+        # the chart's 4 Hz timer replots (it is dirty): wait for that replot, then for its frame
+        deadline = time.monotonic() + 5
+        while len(replot_times) <= replots_before and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+        t_replotted = await frame_after(app, replot_times[-1])
+        k = min(1000, n // 2)
+        result["ingest"] = {
+            "total_s": t1 - t0,
+            "per_point": summarize(per_call),
+            "first_1000_mean_s": statistics.fmean(per_call[:k]),
+            "last_1000_mean_s": statistics.fmean(per_call[-k:]),
+            "to_next_frame_s": t_frame - t1,
+            "to_frame_with_replot_s": t_replotted - t1,
+            "points_kept": len(chart.steps),
+            "all_points_kept": len(chart.steps) == n,
+            "points_drawn_per_series": plotted[-1] if plotted else None,
+            "log_lines_kept": len(app.query_one("#train-log").lines),
+        }
+        print(f"(a) ingest {n} points: {t1 - t0:.2f} s ({statistics.fmean(per_call) * 1e3:.2f} ms/point); "
+              f"kept {len(chart.steps)}; drawn per series {plotted[-1] if plotted else '?'}", flush=True)
+
+        # (a2) replay of a 10k-step run folder ---------------------------------------------------------
+        run = RunDir.create(workdir / "runs", "synthetic")
+        run.append(start)
+        for log in logs:
+            run.append(log)
+        t0 = pc()
+        count = train.replay(run.path)
+        t1 = pc()
+        t_frame = await frame_after(app, t1)
+        result["replay"] = {"events": count, "total_s": t1 - t0, "to_next_frame_s": t_frame - t1,
+                            "points_kept": len(chart.steps)}
+        print(f"(a2) replay of a {count}-event run: {t1 - t0:.2f} s", flush=True)
+
+        # (b) replot / render at 100, 1k, 10k ----------------------------------------------------------
+        full_steps, full_losses = list(chart.steps), list(chart.losses)
+        result["replot"] = {}
+        for size in (100, 1000, n):
+            chart.steps, chart.losses = full_steps[:size], full_losses[:size]
+            chart.replot()
+            await frame_after(app, pc())
+            rep, ren, frame = [], [], []
+            for _ in range(args.repeats):
+                t = pc()
+                chart.replot()
+                rep.append(pc() - t)
+                t = pc()
+                chart.render()
+                ren.append(pc() - t)
+            for _ in range(args.repeats):
+                await asyncio.sleep(0.03)
+                fut = app.wait_frame(lambda: True)
+                t = pc()
+                chart.replot()
+                frame.append((await asyncio.wait_for(fut, 10))[0] - t)
+            result["replot"][str(size)] = {
+                "replot_s": summarize(rep), "render_s": summarize(ren), "replot_to_frame_s": summarize(frame),
+                "points_drawn_per_series": plotted[-1], "points_kept": len(chart.steps)}
+            print(f"(b) {size:>6} points: replot {statistics.median(rep) * 1e3:.2f} ms, render "
+                  f"{statistics.median(ren) * 1e3:.2f} ms, replot->frame {statistics.median(frame) * 1e3:.1f} ms, "
+                  f"drawn per series {plotted[-1]}", flush=True)
+        chart.steps, chart.losses = full_steps, full_losses
+        chart.replot()
+        result["all_points_kept"] = len(chart.steps) == n
+
+        # (c1) key latency, static 10k --------------------------------------------------------------
+        keys = {"2": "data-pane", "3": "train-pane"}
+        await frame_after(app, pc())
+        c1 = await measure_key_latency(app, pilot, keys, args.presses, (0.02, 0.08))
+        print(f"(c1) {args.presses} presses with {len(chart.steps)} points (static)", flush=True)
+
+        # (c2) key latency while points keep arriving ---------------------------------------------------
+        feed_logs = synthetic_logs(max(1, int(args.feed_rate * 600)), start=n + 1, total=n * 2, seed=1)
+        stop = asyncio.Event()
+        fed = [0]
+
+        async def feed() -> None:
+            period = 1.0 / args.feed_rate
+            nxt = time.monotonic()
+            for log in feed_logs:
+                if stop.is_set():
+                    return
+                train.handle_event(log)
+                fed[0] += 1
+                nxt += period
+                await asyncio.sleep(max(0.0, nxt - time.monotonic()))
+
+        feeder = asyncio.create_task(feed())
+        await asyncio.sleep(1.0)
+        c2 = await measure_key_latency(app, pilot, keys, args.presses, (0.02, 0.08), seed=2)
+        stop.set()
+        await feeder
+        print(f"(c2) {args.presses} presses while feeding {args.feed_rate}/s ({fed[0]} points fed, chart now "
+              f"{len(chart.steps)})", flush=True)
+        result["key_latency_static"] = {"samples": c1}
+        result["key_latency_live"] = {"samples": c2, "feed_rate_per_s": args.feed_rate, "points_fed": fed[0],
+                                      "points_at_end": len(chart.steps)}
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--points", type=int, default=10_000)
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--presses", type=int, default=200)
+    ap.add_argument("--feed-rate", type=float, default=10.0, help="points per second during (c2)")
+    args = ap.parse_args()
+    busy = cpu_busy(1.0)
+    with tempfile.TemporaryDirectory(prefix="wb-chart-10k-") as tmp:
+        result = asyncio.run(run(args, Path(tmp)))
+    result["cpu_busy_before"] = busy
+    for key in ("key_latency_static", "key_latency_live"):
+        s = result[key]["samples"]
+        result[key]["stats"] = {
+            "latency": summarize([x["latency_s"] for x in s if not math.isnan(x["latency_s"])]),
+            "cpu": summarize([x["cpu_s"] for x in s if not math.isnan(x["cpu_s"])]),
+            "to Data": summarize([x["latency_s"] for x in s if x["key"] == "2" and not math.isnan(x["latency_s"])]),
+            "to Train": summarize([x["latency_s"] for x in s if x["key"] == "3" and not math.isnan(x["latency_s"])]),
+        }
+    path = write_results("loss_chart_10k", result)
+
+    ing = result["ingest"]
+    rows = [
+        ["(a) ingest 10k via handle_event: total", f"{ing['total_s']:.3f} s", ""],
+        ["    per point p50 / p99", ms(ing["per_point"]["p50"]), ms(ing["per_point"]["p99"])],
+        ["    mean per point: first / last 1,000", ms(ing["first_1000_mean_s"]), ms(ing["last_1000_mean_s"])],
+        ["    -> frame with the replot", ms(ing["to_frame_with_replot_s"]), ""],
+        ["(a2) replay() of a 10k-step events.jsonl", f"{result['replay']['total_s']:.3f} s", ""],
+    ]
+    for size, r in result["replot"].items():
+        rows.append([f"(b) {int(size):>6} pts: replot() / render() median", ms(r["replot_s"]["p50"]),
+                     ms(r["render_s"]["p50"])])
+        rows.append(["           replot() -> frame median / p95", ms(r["replot_to_frame_s"]["p50"]),
+                     ms(r["replot_to_frame_s"]["p95"])])
+    for key, label in (("key_latency_static", "(c1) key->render, 10k static"),
+                       ("key_latency_live", f"(c2) key->render, 10k + {args.feed_rate:g}/s live")):
+        st = result[key]["stats"]["latency"]
+        rows.append([f"{label}: p50 / p95", ms(st["p50"]), ms(st["p95"])])
+        rows.append(["     p99 / max", ms(st["p99"]), ms(st["max"])])
+    print_table(f"loss chart with {args.points} points (160x50, {os.cpu_count()} CPUs)", ["", "value", ""], rows)
+    drawn = {k: v["points_drawn_per_series"] for k, v in result["replot"].items()}
+    print(f"all points kept: {result['all_points_kept']} (len(chart.steps) == {args.points}); points drawn per "
+          f"series (raw, smoothed): {drawn}")
+    print(f"raw numbers: {path.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
