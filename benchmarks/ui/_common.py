@@ -254,9 +254,9 @@ def make_probe_app(base: type) -> type:
     A frame is recorded after that, with time.perf_counter(); waiters whose predicate holds on that frame
     are resolved with its time.
     """
-    from textual._compositor import CompositorUpdate
-
     import inspect
+
+    from textual._compositor import CompositorUpdate
 
     class Probe(base):  # type: ignore[misc, valid-type]
         # Textual resolves a relative CSS_PATH against the file of the class: keep the app's own.

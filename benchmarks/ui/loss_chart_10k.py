@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from _common import (
     DEMO_CONFIG,
     ROOT,
     cpu_busy,
@@ -284,6 +284,8 @@ def main() -> None:
         st = result[key]["stats"]["latency"]
         rows.append([f"{label}: p50 / p95", ms(st["p50"]), ms(st["p95"])])
         rows.append(["     p99 / max", ms(st["p99"]), ms(st["max"])])
+        cpu = result[key]["stats"]["cpu"]
+        rows.append(["     UI thread CPU per press p50 / p95", ms(cpu["p50"]), ms(cpu["p95"])])
     print_table(f"loss chart with {args.points} points (160x50, {os.cpu_count()} CPUs)", ["", "value", ""], rows)
     drawn = {k: v["points_drawn_per_series"] for k, v in result["replot"].items()}
     print(f"all points kept: {result['all_points_kept']} (len(chart.steps) == {args.points}); points drawn per "

@@ -148,7 +148,10 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from rich.panel import Panel
 
     from workbench import data as wbdata
+    from workbench.textwidth import align_indic_widths
     from workbench.tokenview import legend, sample_counts, sample_text
+
+    align_indic_widths()
 
     config = _load(args.config)
     d = config.data

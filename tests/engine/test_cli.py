@@ -43,7 +43,7 @@ def test_preview_prints_rendered_rows_and_statistics():
     proc = run_cli("preview", "--config", "configs/demo.toml", "--rows", "1", timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "<bos>" in proc.stdout and "### सारांश:" in proc.stdout
-    assert "tokens / max 512" in proc.stdout and "rows over max_seq_length" in proc.stdout
+    assert "tokens / max 1024" in proc.stdout and "rows over max_seq_length" in proc.stdout
 
 
 @pytest.mark.engine

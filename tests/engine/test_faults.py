@@ -73,7 +73,7 @@ def test_oom_without_retry_names_the_sizes_and_what_to_change(small, tmp_path):
     cfg = small(max_steps=8, per_device_train_batch_size=4, gradient_accumulation_steps=1)
     proc = train_cli(cfg, run_dir, env={"WORKBENCH_INJECT_OOM_AT_STEP": "3"})
     assert proc.returncode == 1
-    assert "micro-batch 4 x accumulation 1, max_seq_length 512" in proc.stdout
+    assert "micro-batch 4 x accumulation 1, max_seq_length 1024" in proc.stdout
     assert "per_device_train_batch_size" in proc.stdout and "auto_retry_oom" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
     assert RunDir(run_dir).newest_checkpoint() is not None  # the checkpoint at step 2 is kept

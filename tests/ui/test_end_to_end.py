@@ -35,7 +35,7 @@ async def test_demo_end_to_end(demo_config_path: Path, tmp_path: Path):
         await pilot.press("2")
         await wait_for(pilot, lambda: "<bos>" in static_text(app, "#data-sample"), 60, "rendered row")
         assert "### सारांश:" in static_text(app, "#data-sample")
-        assert "tokens / max 512" in static_text(app, "#data-counts")
+        assert "tokens / max 1024" in static_text(app, "#data-counts")
         await wait_for(pilot, lambda: app.pane(DataPane).stats is not None, 60, "statistics")
         await pilot.press("n")
         await wait_for(pilot, lambda: app.pane(DataPane).position == 1, 30, "next row")

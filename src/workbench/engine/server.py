@@ -387,7 +387,8 @@ class Engine:
     def _cmd_save(self, req: Request) -> dict[str, Any]:
         from workbench.engine.export import SAVERS
 
-        config = self.run_config or self._config(req)
+        adapter = req.args.get("adapter")
+        config = self._config(req) if (adapter or not self.run_config) else self.run_config
         kind = str(req.args.get("kind", "lora"))
         if kind not in SAVERS:
             raise UserError("save", f"unknown save kind {kind!r}", f"Use one of {', '.join(SAVERS)}.")
@@ -396,12 +397,15 @@ class Engine:
             raise UserError("save", "no path given to save to", "Choose a folder.")
         self._acquire("saving")
         try:
+            if adapter:
+                self.set_state("loading", f"loading the adapter {adapter}")
+                self._ensure_model(config, str(adapter))
             if self.loaded is None or not self.loaded.has_lora:
                 raise UserError("save", "There is no tuned model in the engine to save.",
                                 "Train first, or open a run whose adapter should be loaded.")
             self.set_state("saving", kind)
             fingerprint = ""
-            if self.run is not None:
+            with contextlib.suppress(Exception):  # the fingerprint is metadata: a moved dataset must not block saving
                 fingerprint = wbdata.load_rows(config.data.source, config.data.split).fingerprint
             path = SAVERS[kind](self.loaded, config, Path(str(target)).expanduser(), fingerprint,
                                 overwrite=bool(req.args.get("overwrite", False)))

@@ -19,8 +19,9 @@ from workbench.templates import GEMMA_CHAT_JINJA
 
 TINY_MODEL_NAME = "builtin:tiny-gemma2"
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
-VOCAB_SIZE = 2048
-BUILD_VERSION = "2"  # bump when the recipe below changes, so caches rebuild
+VOCAB_SIZE = 8000  # large enough that Devanagari samples stay a few hundred tokens long
+BUILD_VERSION = "5"
+PRETRAIN_STEPS = 250  # bump when the recipe below changes, so caches rebuild
 
 
 def cache_root() -> Path:
@@ -107,6 +108,7 @@ def build_tiny_model(target: Path | None = None) -> Path:
         )
         torch.manual_seed(0)
         model = Gemma2ForCausalLM(config).to(torch.float32)
+        _pretrain(model, tokenizer, _corpus())
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.eos_token_id = [
             tokenizer.eos_token_id,
@@ -122,6 +124,30 @@ def build_tiny_model(target: Path | None = None) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _pretrain(model, tokenizer, texts: list[str], steps: int = PRETRAIN_STEPS, seq: int = 128, batch: int = 8) -> None:
+    """A short language-model pre-training on the bundled Hindi text, so the demo's base model already
+    knows the script: LoRA then fine-tunes a model whose loss starts near 4 rather than at ln(vocab), and
+    chat answers come out as Hindi words. Deterministic; about 20 s on 2 CPU cores, once per cache."""
+    import torch
+
+    ids: list[int] = []
+    for text in texts:
+        ids.extend([tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"],
+                    tokenizer.eos_token_id])
+    data = torch.tensor(ids, dtype=torch.long)
+    generator = torch.Generator().manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
+    model.train()
+    for _ in range(steps):
+        starts = torch.randint(0, len(data) - seq - 1, (batch,), generator=generator)
+        batch_ids = torch.stack([data[s : s + seq] for s in starts])
+        loss = model(input_ids=batch_ids, labels=batch_ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    model.eval()
 
 
 def resolve_model_name(name: str) -> str:

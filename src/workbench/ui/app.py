@@ -10,7 +10,8 @@ from typing import Any
 
 from textual import on, work
 from textual.app import App, ComposeResult
-from textual.command import Hit, Hits, Provider
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.containers import VerticalScroll
 from textual.reactive import reactive
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Markdown, Static, TabbedContent, TabPane
@@ -20,6 +21,7 @@ from workbench.client import EngineClient
 from workbench.config import ConfigError, RunConfig, load_config
 from workbench.protocol import Done, Error, Event, Hello, State
 from workbench.runs import RunDir
+from workbench.textwidth import align_indic_widths
 from workbench.ui.bridge import EngineBridge
 from workbench.ui.messages import ConfigChanged, EngineEvent
 from workbench.ui.panes.chat_pane import ChatPane
@@ -27,6 +29,8 @@ from workbench.ui.panes.config_pane import ConfigPane
 from workbench.ui.panes.data_pane import DataPane
 from workbench.ui.panes.save_pane import SavePane
 from workbench.ui.panes.train_pane import TrainPane
+
+align_indic_widths()  # before anything renders: Hindi lines must measure as terminals draw them
 
 PANES = (("config", "1 Config"), ("data", "2 Data"), ("train", "3 Train"), ("chat", "4 Chat"), ("save", "5 Save/Runs"))
 
@@ -40,7 +44,8 @@ HELP = """\
 | ctrl+s | save the config (Config pane) or the model (Save pane) |
 | n / p / g / s | Data: next row, previous row, jump to row, recompute statistics |
 | t / x / r | Train: start, stop (checkpoint), resume |
-| ctrl+enter / esc | Chat: send, cancel |
+| ctrl+g / esc | Chat: send, cancel |
+| esc | leave a text box (then 1-5 and the pane keys work) |
 | F1 | this help |
 | ctrl+q | quit (a run in progress keeps training; `workbench attach` re-attaches) |
 
@@ -53,7 +58,11 @@ class HelpScreen(ModalScreen[None]):
     BINDINGS = [("escape", "dismiss", "Close"), ("f1", "dismiss", "Close"), ("q", "dismiss", "Close")]
 
     def compose(self) -> ComposeResult:
-        yield Markdown(HELP, id="help-text")
+        with VerticalScroll(id="help-text"):
+            yield Markdown(HELP)
+
+    def on_mount(self) -> None:
+        self.query_one("#help-text").focus()
 
 
 class WorkbenchCommands(Provider):
@@ -83,6 +92,10 @@ class WorkbenchCommands(Provider):
         ]
         return cmds
 
+    async def discover(self) -> Hits:
+        for name, callback, help_text in self._commands():
+            yield DiscoveryHit(name, callback, help=help_text)
+
     async def search(self, query: str) -> Hits:
         matcher = self.matcher(query)
         for name, callback, help_text in self._commands():
@@ -98,6 +111,7 @@ class WorkbenchApp(App[int]):
     BINDINGS = [
         *[(title[0], f"pane('{pane}')", title[2:]) for pane, title in PANES],
         ("f1", "help", "Help"),
+        ("escape", "leave_field", "Leave field"),
         ("ctrl+q", "quit", "Quit"),
     ]
 
@@ -148,10 +162,16 @@ class WorkbenchApp(App[int]):
         yield Static("", id="status-bar")
         yield Footer()
 
+    NARROW_BELOW = 110  # columns: side panels stack under the main ones
+
+    def on_resize(self, event: Any) -> None:
+        self.screen.set_class(event.size.width < self.NARROW_BELOW, "narrow")
+
     def pane(self, kind: type[Any]) -> Any:
         return self.query_one(kind)
 
     def on_mount(self) -> None:
+        self.screen.set_class(self.size.width < self.NARROW_BELOW, "narrow")
         self._update_status()
         if self.config_error:
             self.notify(self.config_error, title="Config not loaded: using defaults", severity="error", timeout=20)
@@ -269,6 +289,7 @@ class WorkbenchApp(App[int]):
 
     # -- cross-pane -----------------------------------------------------------------------------
     def training_finished(self, done: Done) -> None:
+        self.pane(SavePane).action_refresh_runs()
         if done.status == "completed":
             self.opened_adapter = None  # the engine holds the freshly trained adapter in memory
             self.notify(f"Training finished at step {done.step}; adapter saved to {done.adapter_path}.",
@@ -281,6 +302,19 @@ class WorkbenchApp(App[int]):
 
     def chat_adapter(self) -> str | None:
         return self.opened_adapter
+
+    def save_source(self) -> dict[str, Any]:
+        """What the Save pane saves: an opened past run's adapter (with its own config), or the engine's model."""
+        if not self.opened_adapter:
+            return {}
+        from workbench.config import config_to_dict
+
+        run_config = Path(self.opened_adapter).parent / "config.toml"
+        try:
+            config = load_config(run_config)
+        except ConfigError:
+            config = self.config
+        return {"adapter": self.opened_adapter, "config": config_to_dict(config)}
 
     def open_run(self, path: str) -> None:
         self.pane(TrainPane).replay(path)
@@ -308,6 +342,10 @@ class WorkbenchApp(App[int]):
         selector = self.FOCUS_ON_OPEN.get(pane)
         if selector:
             self.query_one(selector).focus(scroll_visible=False)
+
+    def action_leave_field(self) -> None:
+        """Esc: out of a text box, back to the pane, so digits and letters act as keys again."""
+        self._focus_pane(self.query_one("#panes", TabbedContent).active)
 
     def action_help(self) -> None:
         self.push_screen(HelpScreen())

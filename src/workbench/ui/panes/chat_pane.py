@@ -29,7 +29,8 @@ class Reply(Static):
 
 
 class ChatPane(Vertical):
-    BINDINGS = [("ctrl+enter", "send", "Send"), ("escape", "cancel", "Cancel")]
+    # ctrl+enter is not sent by most terminals (tmux included); ctrl+g is.
+    BINDINGS = [("ctrl+g", "send", "Send"), ("ctrl+enter", "send", "Send"), ("escape", "cancel", "Cancel")]
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -56,7 +57,7 @@ class ChatPane(Vertical):
                          "same template it was trained with.", id="chat-intro")
         yield TextArea(id="chat-input", soft_wrap=True)
         with Horizontal(id="chat-buttons"):
-            yield Button("Send (ctrl+enter)", id="chat-send", variant="primary")
+            yield Button("Send (ctrl+g)", id="chat-send", variant="primary")
             yield Button("Cancel", id="chat-cancel")
             yield Static("", id="chat-status")
 
@@ -117,6 +118,10 @@ class ChatPane(Vertical):
                          + (f", {tps:.0f} tok/s" if tps else ""))
         if not result.data.get("has_adapter"):
             parts.append("no adapter yet: this is the base model")
+            tuned = self._replies.get("tuned")
+            if tuned is not None:
+                tuned.title_text = "base model (no adapter yet: train, or open a run)"
+                tuned.append("")
         self.query_one("#chat-status", Static).update(" · ".join(parts))
 
     def _error(self, error: Error) -> None:

@@ -134,7 +134,12 @@ class ConfigPane(Vertical):
         try:
             new = set_field(self.app.config, section, name, self._coerce(section, name, raw))  # type: ignore[attr-defined]
         except ConfigError as exc:
-            row.show_error(str(exc).replace("form: ", "", 1))
+            message = str(exc).replace("form: ", "", 1)
+            # The help text is shown right above: keep the error to the problem and the allowed range.
+            if row.help_text and row.help_text.rstrip(".") in message:
+                message = message.replace("; " + row.help_text.rstrip("."), "").replace(row.help_text.rstrip("."), "")
+                message = message.replace(" (allowed: )", "")
+            row.show_error(message)
             return
         row.show_error("")
         self.app.apply_config(new, data_affecting=(section, name) in DATA_FIELDS)  # type: ignore[attr-defined]

@@ -11,7 +11,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Input, Label, RadioButton, RadioSet, Static
+from textual.widgets import Button, DataTable, Input, RadioButton, RadioSet, Static
 
 from workbench.exports import SAVE_KINDS, SAVE_TITLES, unavailable_reason
 from workbench.protocol import Error, Result
@@ -19,16 +19,25 @@ from workbench.runs import list_runs
 
 
 class ConfirmOverwrite(ModalScreen[bool]):
+    BINDINGS = [("escape", "cancel", "Cancel")]
+
     def __init__(self, path: str) -> None:
         super().__init__()
         self.path = path
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm-dialog"):
-            yield Label(f"{self.path} already exists. Overwrite it?")
+            yield Static(f"{self.path} already exists. Overwrite it? (The old folder is replaced only once "
+                         "the new save is complete.)", id="confirm-text")
             with Horizontal():
                 yield Button("Overwrite", id="confirm-yes", variant="error")
                 yield Button("Cancel", id="confirm-no", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#confirm-no", Button).focus()  # Enter must not destroy anything
+
+    def action_cancel(self) -> None:
+        self.dismiss(False)
 
     @on(Button.Pressed)
     def _answer(self, event: Button.Pressed) -> None:
@@ -69,8 +78,8 @@ class SavePane(Vertical):
 
     def on_show(self) -> None:
         box = self.query_one("#save-path", Input)
-        if not box.value:
-            box.value = self.default_path()
+        if not box.value or box.value == getattr(self, "_last_default", None):
+            box.value = self._last_default = self.default_path()
         self.action_refresh_runs()
 
     @on(RadioSet.Changed, "#save-kind")
@@ -91,8 +100,9 @@ class SavePane(Vertical):
     def _save(self, path: str, overwrite: bool) -> None:
         kind = self._kind()
         self._message(f"Saving {SAVE_TITLES[kind]} to {path}…")
-        self.app.bridge.request(  # type: ignore[attr-defined]
-            "save", {"kind": kind, "path": path, "overwrite": overwrite}, on_result=self._saved, on_error=self._failed)
+        args: dict[str, Any] = {"kind": kind, "path": path, "overwrite": overwrite}
+        args.update(self.app.save_source())  # type: ignore[attr-defined]
+        self.app.bridge.request("save", args, on_result=self._saved, on_error=self._failed)  # type: ignore[attr-defined]
 
     def _saved(self, result: Result) -> None:
         self._message(f"Saved {result.data.get('kind')} to {result.data.get('path')}")

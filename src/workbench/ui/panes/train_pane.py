@@ -78,10 +78,14 @@ class TrainPane(Horizontal):
         self.query_one("#train-log", RichLog).write(text)
 
     def _buttons(self) -> None:
-        self.query_one("#train-start", Button).disabled = self.running
-        self.query_one("#train-stop", Button).disabled = not self.running
+        start, stop = self.query_one("#train-start", Button), self.query_one("#train-stop", Button)
+        had_focus = start.has_focus or stop.has_focus
+        start.disabled = self.running
+        stop.disabled = not self.running
         resumable = bool(self.run_dir and RunDir(self.run_dir).newest_checkpoint())
         self.query_one("#train-resume", Button).disabled = self.running or not resumable
+        if had_focus:  # keep the keyboard in this pane, on the button that makes sense now (x / t keep working)
+            (stop if self.running else start).focus(scroll_visible=False)
 
     @on(Button.Pressed, "#train-start")
     def action_start(self) -> None:

@@ -31,7 +31,7 @@ class GpuGauge(Vertical):
 
     def compose(self) -> ComposeResult:
         yield Static(id="gpu-title")
-        yield ProgressBar(total=100, show_eta=False, id="gpu-mem")
+        yield ProgressBar(total=100, show_eta=False, show_percentage=False, id="gpu-mem")
         yield Static(id="gpu-line")
         yield Sparkline(list(self.util_history), id="gpu-util-history")
 

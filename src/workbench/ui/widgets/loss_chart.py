@@ -26,7 +26,7 @@ def downsample(xs: list[float], ys: list[float], target: int) -> tuple[list[floa
     return out_x, out_y
 
 
-def smooth(values: list[float], weight: float = 0.9) -> list[float]:
+def smooth(values: list[float], weight: float = 0.6) -> list[float]:
     """Exponential moving average with bias correction (as TensorBoard's smoothing)."""
     out, avg = [], 0.0
     for i, v in enumerate(values, start=1):
@@ -91,5 +91,5 @@ class LossChart(PlotextPlot):
         sx, sy = downsample(self.steps, smooth(self.losses), width)
         plt.plot(sx, sy, label="smoothed", marker="braille", color="cyan")
         if self.eval_steps:
-            plt.plot(self.eval_steps, self.eval_losses, label="eval", marker="dot", color="orange")
+            plt.scatter(self.eval_steps, self.eval_losses, label="eval", marker="●", color="orange")
         self.refresh()
