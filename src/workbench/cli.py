@@ -4,6 +4,7 @@ is imported inside the commands that train or tokenize, and the TUI runs it in t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -302,7 +303,16 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, UserError):
             _err(f"{exc.message} {exc.hint}".strip())
             return EXIT_FAILED
-        raise
+        if os.environ.get("WORKBENCH_DEBUG"):
+            raise
+        from workbench.engine.errors import explain
+
+        model = ""
+        with contextlib.suppress(Exception):
+            model = _load(args.config).model.name if getattr(args, "config", None) else ""
+        why = explain(exc, model_name=model)
+        _err(f"{why.message} {why.hint}".strip() + "  (WORKBENCH_DEBUG=1 shows the traceback)")
+        return EXIT_USAGE if why.type in ("offline", "model_not_found", "gated") else EXIT_FAILED
 
 
 if __name__ == "__main__":

@@ -75,3 +75,10 @@ def test_sigint_stops_at_step_boundary_with_checkpoint(tmp_path):
     run = RunDir(run_dir)
     assert run.newest_checkpoint() is not None
     assert "stopped" in rest
+
+
+def test_offline_hub_model_is_a_clear_message():
+    proc = run_cli("preview", "--config", "configs/gemma2-9b-hindi.toml", "--rows", "1", timeout=180)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "unsloth/gemma-2-9b" in proc.stderr and "offline" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -73,3 +73,11 @@ async def test_bad_data_source_is_shown_not_raised(demo_config_path: Path, tmp_p
         app.apply_config(set_field(app.config, "data", "source", str(tmp_path / "missing.jsonl")), data_affecting=True)
         await wait_for(pilot, lambda: "no such file" in text_of(app, "#data-counts"), 60, "error shown")
         assert app.is_running
+
+
+async def test_a_fresh_start_is_not_unsaved(demo_config_path: Path):
+    app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.5)
+        assert not app.dirty
+        assert "unsaved" not in text_of(app, "#status-bar")

@@ -142,6 +142,8 @@ class ConfigPane(Vertical):
             row.show_error(message)
             return
         row.show_error("")
+        if new == self.app.config:  # type: ignore[attr-defined]
+            return  # e.g. a Select announcing its initial value on mount: not an edit
         self.app.apply_config(new, data_affecting=(section, name) in DATA_FIELDS)  # type: ignore[attr-defined]
 
     @on(Input.Changed)
