@@ -23,4 +23,8 @@ def demo_config(tmp_path: Path):
 
     config = load_config(ROOT / "configs" / "demo.toml")
     config.output.runs_dir = str(tmp_path / "runs")
+    # The demo's recipe on fewer rows and a smaller micro-batch: the tests exercise behaviour, and CI
+    # has 2 cores and a 10-minute budget for the whole suite.
+    config.data.max_rows = 48
+    config.training.per_device_train_batch_size = 2
     return config

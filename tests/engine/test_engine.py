@@ -41,13 +41,14 @@ def test_train_loss_falls_and_events_are_durable(engine, demo_config):
     demo_config.training.max_steps = 40
     demo_config.training.save_steps = 20
     demo_config.data.eval_fraction = 0.0
+    demo_config.data.max_rows = 8  # a few rows seen many times: the loss must fall clearly, not by noise
     done, run = train(engine, demo_config)
     assert done.status == "completed", done.message
     by_step = losses(run)
     assert sorted(by_step) == list(range(1, 41))
     first = sum(by_step[s] for s in range(1, 6)) / 5
     last = sum(by_step[s] for s in range(36, 41)) / 5
-    assert last < first - 0.05, (first, last)
+    assert last < first - 0.3, (first, last)
     # every line of events.jsonl parses on its own
     lines = run.events_path.read_text(encoding="utf-8").splitlines()
     assert lines and all(decode_event(line) for line in lines)

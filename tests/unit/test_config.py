@@ -115,7 +115,7 @@ def test_gemma_recipe_file_equals_the_defaults() -> None:
 def test_demo_file_loads() -> None:
     c = load_config(CONFIGS / "demo.toml")
     assert c.model.name == "builtin:tiny-gemma2"
-    assert c.model.max_seq_length == 512
+    assert c.model.max_seq_length == 1024
     assert c.model.load_in_4bit is False
     assert c.data.eval_fraction == 0.1
     assert c.training.max_steps == 150

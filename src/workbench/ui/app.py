@@ -4,17 +4,13 @@ the run configuration and the engine connection; the panes own their behaviour."
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from textual import on, work
 from textual.app import App, ComposeResult
-from textual.command import DiscoveryHit, Hit, Hits, Provider
-from textual.containers import VerticalScroll
 from textual.reactive import reactive
-from textual.screen import ModalScreen
-from textual.widgets import Footer, Markdown, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from workbench.client import EngineClient
@@ -23,6 +19,8 @@ from workbench.protocol import Done, Error, Event, Hello, State
 from workbench.runs import RunDir
 from workbench.textwidth import align_indic_widths
 from workbench.ui.bridge import EngineBridge
+from workbench.ui.commands import PANES, WorkbenchCommands
+from workbench.ui.help import HelpScreen
 from workbench.ui.messages import ConfigChanged, EngineEvent
 from workbench.ui.panes.chat_pane import ChatPane
 from workbench.ui.panes.config_pane import ConfigPane
@@ -31,77 +29,6 @@ from workbench.ui.panes.save_pane import SavePane
 from workbench.ui.panes.train_pane import TrainPane
 
 align_indic_widths()  # before anything renders: Hindi lines must measure as terminals draw them
-
-PANES = (("config", "1 Config"), ("data", "2 Data"), ("train", "3 Train"), ("chat", "4 Chat"), ("save", "5 Save/Runs"))
-
-HELP = """\
-# workbench
-
-| key | does |
-|---|---|
-| 1-5 | switch pane: Config, Data, Train, Chat, Save/Runs |
-| ctrl+p | command palette: every action by name |
-| ctrl+s | save the config (Config pane) or the model (Save pane) |
-| n / p / g / s | Data: next row, previous row, jump to row, recompute statistics |
-| t / x / r | Train: start, stop (checkpoint), resume |
-| ctrl+g / esc | Chat: send, cancel |
-| esc | leave a text box (then 1-5 and the pane keys work) |
-| F1 | this help |
-| ctrl+q | quit (a run in progress keeps training; `workbench attach` re-attaches) |
-
-Training runs in the engine process, which outlives this UI: closing the terminal or a dropped SSH
-connection loses nothing. Every event is in `runs/<run>/events.jsonl`.
-"""
-
-
-class HelpScreen(ModalScreen[None]):
-    BINDINGS = [("escape", "dismiss", "Close"), ("f1", "dismiss", "Close"), ("q", "dismiss", "Close")]
-
-    def compose(self) -> ComposeResult:
-        with VerticalScroll(id="help-text"):
-            yield Markdown(HELP)
-
-    def on_mount(self) -> None:
-        self.query_one("#help-text").focus()
-
-
-class WorkbenchCommands(Provider):
-    """Command palette entries for every action."""
-
-    def _commands(self) -> list[tuple[str, Callable[[], Any], str]]:
-        app: WorkbenchApp = self.app  # type: ignore[assignment]
-        cmds: list[tuple[str, Callable[[], Any], str]] = [
-            (f"Go to {title[2:]}", partial(app.action_pane, pane), f"switch to the {title[2:]} pane")
-            for pane, title in PANES
-        ]
-        cmds += [
-            ("Start training", lambda: app.pane(TrainPane).action_start(), "train with the current config"),
-            ("Stop training", lambda: app.pane(TrainPane).action_stop(), "stop at the step boundary and checkpoint"),
-            ("Resume training", lambda: app.pane(TrainPane).action_resume(), "continue from the newest checkpoint"),
-            ("Save config", lambda: app.pane(ConfigPane).action_save(), "write the config TOML"),
-            ("Load config", lambda: app.pane(ConfigPane).action_load(), "read the TOML named in the path box"),
-            ("Next data row", lambda: app.pane(DataPane).action_next_row(), "Data pane"),
-            ("Previous data row", lambda: app.pane(DataPane).action_previous_row(), "Data pane"),
-            ("Dataset statistics", lambda: app.pane(DataPane).action_stats(), "recompute over every row"),
-            ("Send chat", lambda: app.pane(ChatPane).action_send(), "generate a summary"),
-            ("Fill chat from held-out row", lambda: app.pane(ChatPane).action_fill_heldout(), "Chat pane"),
-            ("Save model", lambda: app.pane(SavePane).action_save(), "save adapter / merged / GGUF"),
-            ("Refresh runs", lambda: app.pane(SavePane).action_refresh_runs(), "Save/Runs pane"),
-            ("Restart engine", app.action_restart_engine, "start a fresh engine process"),
-            ("Help", app.action_help, "key bindings"),
-        ]
-        return cmds
-
-    async def discover(self) -> Hits:
-        for name, callback, help_text in self._commands():
-            yield DiscoveryHit(name, callback, help=help_text)
-
-    async def search(self, query: str) -> Hits:
-        matcher = self.matcher(query)
-        for name, callback, help_text in self._commands():
-            score = matcher.match(name)
-            if score > 0:
-                yield Hit(score, matcher.highlight(name), callback, help=help_text)
 
 
 class WorkbenchApp(App[int]):

@@ -1,0 +1,38 @@
+"""The help screen (F1): keys and what survives a closed terminal."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Markdown
+
+HELP = """\
+# workbench
+
+| key | does |
+|---|---|
+| 1-5 | switch pane: Config, Data, Train, Chat, Save/Runs |
+| ctrl+p | command palette: every action by name |
+| ctrl+s | save the config (Config pane) or the model (Save pane) |
+| n / p / g / s | Data: next row, previous row, jump to row, recompute statistics |
+| t / x / r | Train: start, stop (checkpoint), resume |
+| ctrl+g / esc | Chat: send, cancel |
+| esc | leave a text box (then 1-5 and the pane keys work) |
+| F1 | this help |
+| ctrl+q | quit (a run in progress keeps training; `workbench attach` re-attaches) |
+
+Training runs in the engine process, which outlives this UI: closing the terminal or a dropped SSH
+connection loses nothing. Every event is in `runs/<run>/events.jsonl`.
+"""
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [("escape", "dismiss", "Close"), ("f1", "dismiss", "Close"), ("q", "dismiss", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-text"):
+            yield Markdown(HELP)
+
+    def on_mount(self) -> None:
+        self.query_one("#help-text").focus()
