@@ -241,6 +241,91 @@ def remove_runtime_files(ui_pid: int) -> None:
             path.unlink()
 
 
+# ------------------------------------------------------------------------------ GC / leak probes
+
+class GcPauses:
+    """Records every garbage collection of this process (gc.callbacks): start time (perf_counter),
+    duration and generation. A full (generation 2) collection stops the event loop for as long as it
+    takes to traverse every tracked object, so its pause grows with the heap."""
+
+    def __init__(self) -> None:
+        import gc
+
+        self.events: list[tuple[float, float, int]] = []
+        self._t0 = 0.0
+        self._gc = gc
+
+    def _cb(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+        else:
+            self.events.append((self._t0, time.perf_counter() - self._t0, int(info["generation"])))
+
+    def __enter__(self) -> GcPauses:
+        self._gc.callbacks.append(self._cb)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with contextlib.suppress(ValueError):
+            self._gc.callbacks.remove(self._cb)
+
+    def in_window(self, t0: float, t1: float, generation: int = 2) -> float:
+        """Seconds of collections of `generation` that started in [t0, t1]."""
+        return sum(d for t, d, g in self.events if g == generation and t0 <= t <= t1)
+
+    def summary(self, t0: float = -math.inf, t1: float = math.inf) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for g in (0, 1, 2):
+            d = [x for t, x, gg in self.events if gg == g and t0 <= t <= t1]
+            out[f"gen{g}"] = {"count": len(d), "total_s": sum(d), "max_s": max(d) if d else 0.0}
+        return out
+
+
+def footer_watchers(app: Any) -> dict[str, int]:
+    """Entries Textual keeps in the Footer's `compact` watcher list (one per FooterKey ever composed, see
+    Textual issue #6666) vs the FooterKeys actually in the footer now, and the objects the GC tracks."""
+    import gc
+
+    from textual.widgets import Footer
+
+    try:
+        footer = app.query_one(Footer)
+    except Exception:
+        return {}
+    watchers = getattr(footer, "__watchers", {}).get("compact", [])
+    return {"footer_compact_watchers": len(watchers), "footer_keys_live": len(footer.children),
+            "gc_tracked_objects": len(gc.get_objects())}
+
+
+def count_footer_recomposes(app: Any) -> list[int]:
+    """Count the Footer's recomposes (it rebuilds all its FooterKeys whenever the screen's bindings are
+    refreshed: every focus change). Wraps the instance's method; behaviour is unchanged."""
+    from textual.widgets import Footer
+
+    counter = [0]
+    footer = app.query_one(Footer)
+    original = footer.recompose
+
+    async def recompose() -> None:
+        counter[0] += 1
+        await original()
+
+    footer.recompose = recompose  # type: ignore[method-assign]
+    return counter
+
+
+def latency_breakdown(samples: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Latency stats of all presses, of those whose window held a full GC, and of the others."""
+    ok = [s for s in samples if not math.isnan(s["latency_s"])]
+    out = {"all": summarize([s["latency_s"] for s in ok]),
+           "UI thread CPU": summarize([s["cpu_s"] for s in ok])}
+    if ok and "gc2_s" in ok[0]:
+        out["with a full GC"] = summarize([s["latency_s"] for s in ok if s["gc2_s"] > 0])
+        out["without a full GC"] = summarize([s["latency_s"] for s in ok if s["gc2_s"] == 0])
+        out["full-GC time in window"] = summarize([s["gc2_s"] for s in ok if s["gc2_s"] > 0])
+    return out
+
+
 # --------------------------------------------------------------------------------- frame probe
 
 def make_probe_app(base: type) -> type:
@@ -318,7 +403,8 @@ def visible(widget: Any) -> bool:
 
 async def measure_key_latency(app: Any, pilot: Any, keys: dict[str, str], presses: int, gap_s: tuple[float, float],
                               timeout_s: float = 10.0, seed: int = 1,
-                              on_sample: Callable[[int], None] | None = None) -> list[dict[str, Any]]:
+                              on_sample: Callable[[int], None] | None = None,
+                              gc_pauses: GcPauses | None = None) -> list[dict[str, Any]]:
     """Press the keys of `keys` (key -> id of the pane it shows) in turn, `presses` times in all.
 
     For each press: t_key = perf_counter() just before `await pilot.press(key)`; the press's frame is the
@@ -326,7 +412,8 @@ async def measure_key_latency(app: Any, pilot: Any, keys: dict[str, str], presse
     latency = t_frame - t_key. Also kept: t_action (when the app's pane action ran), so
     t_action - t_key is the wait in the message queue, and cpu_s: CPU time the UI thread (which runs the
     event loop, Pilot included) used between t_key and the frame -- latency much above cpu_s means the
-    thread was waiting (for a timer, or for a CPU the other processes held). Between presses, a random pause in `gap_s`
+    thread was waiting (for a timer, or for a CPU the other processes held); with `gc_pauses`, gc2_s: the
+    time full garbage collections took inside [t_key, t_frame]. Between presses, a random pause in `gap_s`
     (so presses do not lock to the chart's 4 Hz timer).
     """
     import random
@@ -347,8 +434,11 @@ async def measure_key_latency(app: Any, pilot: Any, keys: dict[str, str], presse
         except TimeoutError:
             t_frame, cpu_frame = math.nan, math.nan
         t_action = next((t for t, _ in app.action_times[n_actions:]), math.nan)
-        samples.append({"i": i, "key": key, "latency_s": t_frame - t_key, "queue_s": t_action - t_key,
-                        "render_s": t_frame - t_action, "cpu_s": cpu_frame - cpu_key, "t_key": t_key})
+        sample = {"i": i, "key": key, "latency_s": t_frame - t_key, "queue_s": t_action - t_key,
+                  "render_s": t_frame - t_action, "cpu_s": cpu_frame - cpu_key, "t_key": t_key}
+        if gc_pauses is not None:
+            sample["gc2_s"] = gc_pauses.in_window(t_key, t_frame if not math.isnan(t_frame) else t_key + timeout_s)
+        samples.append(sample)
         if on_sample:
             on_sample(i)
         await asyncio.sleep(rng.uniform(*gap_s))

@@ -58,10 +58,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     DEMO_CONFIG,
     ROOT,
+    GcPauses,
     bench_env,
+    count_footer_recomposes,
     cpu_busy,
+    footer_watchers,
     kill_engines_of,
     kill_tree,
+    latency_breakdown,
     make_probe_app,
     measure_key_latency,
     ms,
@@ -193,6 +197,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                               "what_if": {"engine_nice": args.engine_nice, "engine_threads": args.engine_threads}}
     t_start = time.monotonic()
     engine_pid = None
+    gcp = GcPauses().__enter__()
     try:
         async with app.run_test(size=(160, 50)) as pilot:
             phases["engine_ready_s"] = await wait_until(lambda: app.engine_ready, args.timeout, "the engine (hello)")
@@ -222,6 +227,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
             print(f"engine ready after {phases['engine_ready_s']:.1f} s; {len(chart.steps)} loss points; "
                   f"measuring {args.presses} presses…", flush=True)
+            recomposes = count_footer_recomposes(app)
+            result["footer_before"] = footer_watchers(app)
             if args.engine_nice and engine_pid:
                 result["engine_threads_reniced"] = renice_tree(engine_pid, args.engine_nice)
             t_m0 = time.perf_counter()
@@ -233,8 +240,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     print(f"  {i + 1}/{args.presses} presses", flush=True)
 
             samples = await measure_key_latency(app, pilot, {"2": "data-pane", "3": "train-pane"}, args.presses,
-                                                (0.02, 0.08), on_sample=progress)
+                                                (0.02, 0.08), on_sample=progress, gc_pauses=gcp)
             t_m1 = time.perf_counter()
+            result["footer_after"] = footer_watchers(app)
+            result["footer_recomposes"] = recomposes[0]
+            result["gc_during_measurement"] = gcp.summary(t_m0, t_m1)
             cpu_ui3, cpu_eng3 = time.process_time(), _engine_tree_cpu_s(engine_pid) if engine_pid else None
             points_after = len(chart.steps)
             frames_meas = sum(1 for t in app.frame_times if t_m0 <= t <= t_m1)
@@ -279,6 +289,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             wall_s=time.monotonic() - t_start,
         )
     finally:
+        gcp.__exit__()
         if app.client is not None and getattr(app.client, "process", None) is not None:
             kill_tree(app.client.process.pid)
         result["leftover_engines_killed"] = kill_engines_of(os.getpid())
@@ -311,6 +322,10 @@ def main() -> None:
     samples = result["samples"]
     lat = [s["latency_s"] for s in samples if not math.isnan(s["latency_s"])]
     stats = {"all": summarize(lat)}
+    bd = latency_breakdown(samples)
+    for k in ("with a full GC", "without a full GC", "full-GC time in window"):
+        if k in bd:
+            stats[k] = bd[k]
     for key, name in (("2", "to Data"), ("3", "to Train")):
         stats[name] = summarize([s["latency_s"] for s in samples if s["key"] == key and not math.isnan(s["latency_s"])])
     stats["queue (key -> action)"] = summarize([s["queue_s"] for s in samples if not math.isnan(s["queue_s"])])
@@ -346,6 +361,12 @@ def main() -> None:
           f"{pct(cpu['engine_measurement'])}; idle window: UI {pct(cpu['ui_process_idle_window'])}, engine "
           f"{pct(cpu['engine_idle_window'])}; frames/s {result['frames']['measurement_fps']:.1f} "
           f"(idle {result['frames']['idle_window_fps']:.1f})")
+    fb, fa, g2 = result["footer_before"], result["footer_after"], result["gc_during_measurement"]["gen2"]
+    print(f"Footer recomposes during the presses: {result['footer_recomposes']} "
+          f"({result['footer_recomposes'] / max(1, len(samples)):.1f} per press); Footer 'compact' watchers "
+          f"{fb.get('footer_compact_watchers')} -> {fa.get('footer_compact_watchers')} (FooterKeys alive in the footer: "
+          f"{fa.get('footer_keys_live')}); objects tracked by the GC {fb.get('gc_tracked_objects'):,} -> "
+          f"{fa.get('gc_tracked_objects'):,}; full GCs {g2['count']}, longest {g2['max_s'] * 1000:.0f} ms")
     print(f"timeouts: {result['timeouts']}; training ended: {result.get('done')}; "
           f"p95 {stats['all']['p95'] * 1000:.1f} ms -> target {'MET' if result['meets_target'] else 'NOT MET'}")
     print(f"raw numbers: {path.relative_to(ROOT)}")

@@ -48,7 +48,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (
     DEMO_CONFIG,
     ROOT,
+    GcPauses,
+    count_footer_recomposes,
     cpu_busy,
+    footer_watchers,
+    latency_breakdown,
     make_probe_app,
     measure_key_latency,
     ms,
@@ -209,34 +213,46 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         chart.steps, chart.losses = full_steps, full_losses
         chart.replot()
         result["all_points_kept"] = len(chart.steps) == n
+        # Drop the benchmark's own 10k Log objects, so the GC heap below is the app's.
+        del logs, full_steps, full_losses, run
+        import gc
+
+        gc.collect()
 
         # (c1) key latency, static 10k --------------------------------------------------------------
         keys = {"2": "data-pane", "3": "train-pane"}
         await frame_after(app, pc())
-        c1 = await measure_key_latency(app, pilot, keys, args.presses, (0.02, 0.08))
+        recomposes = count_footer_recomposes(app)
+        result["footer_before"] = footer_watchers(app)
+        gcp = GcPauses().__enter__()
+        c1 = await measure_key_latency(app, pilot, keys, args.presses, (0.02, 0.08), gc_pauses=gcp)
+        result["footer_after_c1"] = footer_watchers(app)
         print(f"(c1) {args.presses} presses with {len(chart.steps)} points (static)", flush=True)
 
         # (c2) key latency while points keep arriving ---------------------------------------------------
-        feed_logs = synthetic_logs(max(1, int(args.feed_rate * 600)), start=n + 1, total=n * 2, seed=1)
         stop = asyncio.Event()
         fed = [0]
 
         async def feed() -> None:
             period = 1.0 / args.feed_rate
             nxt = time.monotonic()
-            for log in feed_logs:
-                if stop.is_set():
-                    return
-                train.handle_event(log)
+            step = n
+            while not stop.is_set():
+                step += 1
+                train.handle_event(synthetic_logs(1, start=step, total=n * 2, seed=step)[0])
                 fed[0] += 1
                 nxt += period
                 await asyncio.sleep(max(0.0, nxt - time.monotonic()))
 
         feeder = asyncio.create_task(feed())
         await asyncio.sleep(1.0)
-        c2 = await measure_key_latency(app, pilot, keys, args.presses, (0.02, 0.08), seed=2)
+        c2 = await measure_key_latency(app, pilot, keys, args.presses, (0.02, 0.08), seed=2, gc_pauses=gcp)
         stop.set()
         await feeder
+        gcp.__exit__()
+        result["footer_after_c2"] = footer_watchers(app)
+        result["footer_recomposes"] = recomposes[0]
+        result["gc_during_c1_c2"] = gcp.summary()
         print(f"(c2) {args.presses} presses while feeding {args.feed_rate}/s ({fed[0]} points fed, chart now "
               f"{len(chart.steps)})", flush=True)
         result["key_latency_static"] = {"samples": c1}
@@ -259,6 +275,7 @@ def main() -> None:
     for key in ("key_latency_static", "key_latency_live"):
         s = result[key]["samples"]
         result[key]["stats"] = {
+            **latency_breakdown(s),
             "latency": summarize([x["latency_s"] for x in s if not math.isnan(x["latency_s"])]),
             "cpu": summarize([x["cpu_s"] for x in s if not math.isnan(x["cpu_s"])]),
             "to Data": summarize([x["latency_s"] for x in s if x["key"] == "2" and not math.isnan(x["latency_s"])]),
@@ -286,10 +303,20 @@ def main() -> None:
         rows.append(["     p99 / max", ms(st["p99"]), ms(st["max"])])
         cpu = result[key]["stats"]["cpu"]
         rows.append(["     UI thread CPU per press p50 / p95", ms(cpu["p50"]), ms(cpu["p95"])])
+        for sub in ("with a full GC", "without a full GC"):
+            st = result[key]["stats"].get(sub, {"n": 0})
+            rows.append([f"     presses {sub} (n={st['n']}): p50 / p95", ms(st.get("p50")), ms(st.get("p95"))])
     print_table(f"loss chart with {args.points} points (160x50, {os.cpu_count()} CPUs)", ["", "value", ""], rows)
     drawn = {k: v["points_drawn_per_series"] for k, v in result["replot"].items()}
     print(f"all points kept: {result['all_points_kept']} (len(chart.steps) == {args.points}); points drawn per "
           f"series (raw, smoothed): {drawn}")
+    fb, f1, f2 = result["footer_before"], result["footer_after_c1"], result["footer_after_c2"]
+    g2 = result["gc_during_c1_c2"]["gen2"]
+    print(f"Footer recomposes during (c1)+(c2): {result['footer_recomposes']} for {2 * args.presses} presses; "
+          f"Footer 'compact' watchers {fb.get('footer_compact_watchers')} -> {f1.get('footer_compact_watchers')} -> "
+          f"{f2.get('footer_compact_watchers')} (FooterKeys in the footer: {f2.get('footer_keys_live')}); objects "
+          f"tracked by the GC {fb.get('gc_tracked_objects'):,} -> {f2.get('gc_tracked_objects'):,}; full GCs "
+          f"{g2['count']}, longest {g2['max_s'] * 1000:.0f} ms")
     print(f"raw numbers: {path.relative_to(ROOT)}")
 
 
