@@ -18,7 +18,9 @@ subclass that only adds measurement:
   non-empty region on screen: that is "first paint". In headless mode the probe also converts that
   frame to terminal escape sequences (CompositorUpdate.render_segments), which the headless driver
   skips but a real terminal pays for. It then records which ML modules are in sys.modules, the
-  engine state, writes everything to a JSON file and calls app.exit().
+  engine state, how many ConfigChanged messages the app handled before the paint and whether the config
+  is marked unsaved (app.dirty) although nothing was edited, writes everything to a JSON file and
+  calls app.exit().
 
 Clock: time.time() in both processes (same machine, same clock). total = child first paint minus the
 parent's time.time() taken just before subprocess.Popen. The breakdown uses the child's own marks:
@@ -48,6 +50,7 @@ import fcntl
 import json
 import os
 import pty
+import statistics
 import struct
 import subprocess
 import sys
@@ -108,6 +111,11 @@ class Probe(appmod.WorkbenchApp):
         mark("app_init_done")
         self._painted = False
         self._frames = 0
+        self._config_changed = 0
+
+    def on_config_changed(self, message):
+        # Textual also runs WorkbenchApp.on_config_changed (handlers run for every class in the MRO).
+        self._config_changed += 1
 
     def run(self, **kwargs):
         mark("app_run")
@@ -138,6 +146,8 @@ class Probe(appmod.WorkbenchApp):
             frames_before_paint=self._frames - 1,
             engine_state_at_paint=self.engine_state,
             engine_connected_at_paint=self.client is not None,
+            config_changed_before_paint=self._config_changed,
+            dirty_at_paint=bool(self.dirty),
             size=list(self.size),
             driver=type(self._driver).__name__,
             config_path=str(self.config_path),
@@ -308,6 +318,8 @@ def main() -> None:
         "heavy_modules_after_import_ui_app": t_import_heavy,
         "engine_state_at_paint": sorted({r["engine_state_at_paint"] for r in runs}),
         "engine_connected_at_paint_runs": sum(bool(r["engine_connected_at_paint"]) for r in runs),
+        "config_changed_before_paint_median": statistics.median(r["config_changed_before_paint"] for r in runs),
+        "dirty_at_paint_runs": sum(bool(r["dirty_at_paint"]) for r in runs),
         "stats": stats,
         "cpu_busy_before_runs": summarize([r["cpu_busy_before"] for r in runs]),
         "runs_started_on_a_busy_machine": sum(r["cpu_busy_before"] > args.quiet for r in runs),
@@ -335,6 +347,9 @@ def main() -> None:
                 f"{os.cpu_count()} CPUs; target median <= 0.5 s)", ["", "median", "p90", "min", "max", "n"], rows)
     print(f"heavy ML modules in sys.modules at first paint (any run): {heavy_any or 'none'} "
           f"(checked {', '.join(HEAVY)})")
+    print(f"ConfigChanged messages handled before the first paint (nothing edited): median "
+          f"{result['config_changed_before_paint_median']}; config shown as unsaved at first paint in "
+          f"{result['dirty_at_paint_runs']}/{args.runs} runs")
     print(f"engine state at first paint: {result['engine_state_at_paint']}; engine connected at paint in "
           f"{result['engine_connected_at_paint_runs']}/{args.runs} runs (the paint does not wait for it)")
     cb = result["cpu_busy_before_runs"]

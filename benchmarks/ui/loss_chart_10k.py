@@ -191,6 +191,9 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             chart.replot()
             await frame_after(app, pc())
             rep, ren, frame = [], [], []
+            for _ in range(3):  # warm-up (plotext / Textual caches), not counted
+                chart.replot()
+                chart.render()
             for _ in range(args.repeats):
                 t = pc()
                 chart.replot()
