@@ -28,6 +28,24 @@ RESULTS = HERE / "results"
 DEMO_CONFIG = ROOT / "configs" / "demo.toml"
 HEAVY = ("torch", "transformers", "unsloth", "unsloth_zoo", "trl", "peft", "datasets", "bitsandbytes")
 
+def _source_state() -> dict[str, Any]:
+    """A digest of src/workbench/**/*.py when the benchmark started (the tree is edited while we measure,
+    and git is not to be run here): results name the code they measured."""
+    import hashlib
+
+    h = hashlib.sha256()
+    newest = 0.0
+    files = sorted((SRC / "workbench").rglob("*.py"))
+    for f in files:
+        with contextlib.suppress(OSError):
+            h.update(str(f.relative_to(SRC)).encode() + b"\0" + f.read_bytes() + b"\0")
+            newest = max(newest, f.stat().st_mtime)
+    return {"src_sha256": h.hexdigest()[:16], "src_files": len(files),
+            "src_newest_mtime": _dt.datetime.fromtimestamp(newest).isoformat(timespec="seconds")}
+
+
+SOURCE_STATE = _source_state()
+
 if str(SRC) not in sys.path:  # the venv has an editable install; this keeps a plain checkout working too
     sys.path.insert(0, str(SRC))
 
@@ -72,7 +90,7 @@ def print_table(title: str, header: list[str], rows: list[list[Any]]) -> None:
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     line = "+".join("-" * (w + 2) for w in widths)
     print()
-    print(title)
+    print(f"{title}\n[src {SOURCE_STATE['src_sha256']}, newest file {SOURCE_STATE['src_newest_mtime']}]")
     print(line)
     for j, r in enumerate(cells):
         print(" | ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))))
@@ -105,7 +123,7 @@ def machine_info() -> dict[str, Any]:
 def write_results(name: str, data: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
-    payload = {"benchmark": name, "machine": machine_info(), **data}
+    payload = {"benchmark": name, "machine": machine_info(), "source_at_start": SOURCE_STATE, **data}
     path.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
     return path
 
