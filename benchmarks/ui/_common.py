@@ -315,9 +315,12 @@ def footer_watchers(app: Any) -> dict[str, int]:
             "gc_tracked_objects": len(gc.get_objects())}
 
 
-def count_footer_recomposes(app: Any) -> list[int]:
+def count_footer_recomposes(app: Any, prune_watchers: bool = False) -> list[int]:
     """Count the Footer's recomposes (it rebuilds all its FooterKeys whenever the screen's bindings are
-    refreshed: every focus change). Wraps the instance's method; behaviour is unchanged."""
+    refreshed: every focus change). Wraps the instance's method; behaviour is unchanged unless
+    `prune_watchers` (a what-if, off by default): then, after each recompose, the Footer's `compact`
+    watcher entries of FooterKeys no longer in the DOM are dropped -- what a fix of Textual issue #6666,
+    or a Footer subclass in the app, would do -- so the replaced FooterKeys can be freed."""
     from textual.widgets import Footer
 
     counter = [0]
@@ -327,6 +330,10 @@ def count_footer_recomposes(app: Any) -> list[int]:
     async def recompose() -> None:
         counter[0] += 1
         await original()
+        if prune_watchers:
+            watchers = getattr(footer, "__watchers", {}).get("compact")
+            if watchers:
+                watchers[:] = [(node, cb) for node, cb in watchers if node.is_attached]
 
     footer.recompose = recompose  # type: ignore[method-assign]
     return counter

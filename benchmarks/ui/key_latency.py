@@ -32,6 +32,8 @@ Method
   renices every thread of the engine process (after training started) and --engine-threads N sets
   OMP_NUM_THREADS for the engine (torch's intra-op threads), to see whether giving the UI a CPU changes
   the latency, and what it costs in steps/s.
+  --what-if-gc-freeze calls gc.freeze() before the presses;
+  --what-if-footer-fix drops the Footer's stale watchers after each recompose (see _common.py).
 * End: the Stop button is pressed and we wait for the engine's `done` (stopped, checkpoint saved);
   then the app exits and the engine process group (app.client.process, a session leader) is killed.
 
@@ -194,7 +196,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     phases: dict[str, float] = {}
     result: dict[str, Any] = {"config": {"max_steps": args.max_steps, "save_steps": 1_000_000,
                                          "eval_steps": args.eval_steps, "source": str(DEMO_CONFIG)},
-                              "what_if": {"engine_nice": args.engine_nice, "engine_threads": args.engine_threads}}
+                              "what_if": {"engine_nice": args.engine_nice, "engine_threads": args.engine_threads,
+                                          "footer_fix": args.what_if_footer_fix, "gc_freeze": args.what_if_gc_freeze}}
     t_start = time.monotonic()
     engine_pid = None
     gcp = GcPauses().__enter__()
@@ -227,7 +230,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
             print(f"engine ready after {phases['engine_ready_s']:.1f} s; {len(chart.steps)} loss points; "
                   f"measuring {args.presses} presses…", flush=True)
-            recomposes = count_footer_recomposes(app)
+            recomposes = count_footer_recomposes(app, prune_watchers=args.what_if_footer_fix)
+            if args.what_if_gc_freeze:
+                import gc
+
+                gc.collect()
+                gc.freeze()
             result["footer_before"] = footer_watchers(app)
             if args.engine_nice and engine_pid:
                 result["engine_threads_reniced"] = renice_tree(engine_pid, args.engine_nice)
@@ -309,6 +317,11 @@ def main() -> None:
     ap.add_argument("--engine-nice", type=int, default=0, help="what-if: renice the engine's threads")
     ap.add_argument("--engine-threads", type=int, default=0, help="what-if: OMP_NUM_THREADS for the engine")
     ap.add_argument("--name", default="key_latency", help="results file name")
+    ap.add_argument("--what-if-footer-fix", action="store_true",
+                    help="what-if: drop the Footer's stale 'compact' watchers after each recompose (Textual #6666)")
+    ap.add_argument("--what-if-gc-freeze", action="store_true",
+                    help="what-if: gc.collect(); gc.freeze() just before the key presses (start-up objects are "
+                         "then never traversed by full collections)")
     args = ap.parse_args()
 
     busy = cpu_busy(1.0)

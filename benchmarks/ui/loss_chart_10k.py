@@ -24,6 +24,8 @@ any timing.
     and replot() -> the next frame on screen (wall time, includes waiting for Textual's refresh timer).
     The number of points handed to plotext per series is recorded (drawing is downsampled; history is
     not), and len(chart.steps) == points is checked.
+--what-if-gc-freeze (off by default) calls gc.freeze() before (c). --what-if-footer-fix (off by default) drops the Footer's stale watchers after each recompose, to measure
+what a fix of the Footer leak would give (see _common.count_footer_recomposes).
 (c) key-to-render latency with 10,000 points in the chart: keys "2" (Data) / "3" (Train) in turn,
     `--presses` presses, measured as in key_latency.py (time from just before `pilot.press` to the
     first frame on which the selected pane is on screen). Twice: (c1) static history; (c2) while new
@@ -109,7 +111,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                        effective_batch=4, trainable_params=1_000_000, total_params=9_000_000_000)
     App = make_probe_app(WorkbenchApp)
     app = App(config_path=DEMO_CONFIG, start_engine=False)
-    result: dict[str, Any] = {"points": n}
+    result: dict[str, Any] = {"points": n, "what_if": {"footer_fix": args.what_if_footer_fix,
+                                                         "gc_freeze": args.what_if_gc_freeze}}
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.press("3")
         await asyncio.sleep(0.5)
@@ -225,7 +228,10 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         # (c1) key latency, static 10k --------------------------------------------------------------
         keys = {"2": "data-pane", "3": "train-pane"}
         await frame_after(app, pc())
-        recomposes = count_footer_recomposes(app)
+        recomposes = count_footer_recomposes(app, prune_watchers=args.what_if_footer_fix)
+        if args.what_if_gc_freeze:
+            gc.collect()
+            gc.freeze()
         result["footer_before"] = footer_watchers(app)
         gcp = GcPauses().__enter__()
         c1 = await measure_key_latency(app, pilot, keys, args.presses, (0.02, 0.08), gc_pauses=gcp)
@@ -270,6 +276,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--presses", type=int, default=200)
     ap.add_argument("--feed-rate", type=float, default=10.0, help="points per second during (c2)")
+    ap.add_argument("--name", default="loss_chart_10k", help="results file name")
+    ap.add_argument("--what-if-footer-fix", action="store_true",
+                    help="what-if: drop the Footer's stale 'compact' watchers after each recompose (Textual #6666)")
+    ap.add_argument("--what-if-gc-freeze", action="store_true",
+                    help="what-if: gc.collect(); gc.freeze() just before the key presses (start-up objects are "
+                         "then never traversed by full collections)")
     args = ap.parse_args()
     busy = cpu_busy(1.0)
     with tempfile.TemporaryDirectory(prefix="wb-chart-10k-") as tmp:
@@ -284,7 +296,7 @@ def main() -> None:
             "to Data": summarize([x["latency_s"] for x in s if x["key"] == "2" and not math.isnan(x["latency_s"])]),
             "to Train": summarize([x["latency_s"] for x in s if x["key"] == "3" and not math.isnan(x["latency_s"])]),
         }
-    path = write_results("loss_chart_10k", result)
+    path = write_results(args.name, result)
 
     ing = result["ingest"]
     rows = [
@@ -309,7 +321,8 @@ def main() -> None:
         for sub in ("with a full GC", "without a full GC"):
             st = result[key]["stats"].get(sub, {"n": 0})
             rows.append([f"     presses {sub} (n={st['n']}): p50 / p95", ms(st.get("p50")), ms(st.get("p95"))])
-    print_table(f"loss chart with {args.points} points (160x50, {os.cpu_count()} CPUs)", ["", "value", ""], rows)
+    what_if = "".join(f" + {k} (what-if)" for k, v in result["what_if"].items() if v)
+    print_table(f"loss chart with {args.points} points (160x50, {os.cpu_count()} CPUs){what_if}", ["", "value", ""], rows)
     drawn = {k: v["points_drawn_per_series"] for k, v in result["replot"].items()}
     print(f"all points kept: {result['all_points_kept']} (len(chart.steps) == {args.points}); points drawn per "
           f"series (raw, smoothed): {drawn}")
