@@ -192,7 +192,7 @@ def mean_len(ds: Any) -> float:
     return sum(len(x) for x in ds["input_ids"]) / len(ds)
 
 
-def arm_plain(cache: Path, shape: str) -> None:
+def arm_plain(cache: Path, shape: str, chat: bool = True) -> None:
     import torch
     from peft import LoraConfig, prepare_model_for_kbit_training
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -220,7 +220,8 @@ def arm_plain(cache: Path, shape: str) -> None:
     meter.trainer = trainer
     trainer.train()
     summarize("B plain transformers+peft+TRL", meter.times, meter.tokens, fpt(mdir, mean_len(ds)), {"batch": BATCH})
-    chat_plain(trainer.model, tokenizer)
+    if chat:
+        chat_plain(trainer.model, tokenizer)
 
 
 def chat_prompt_ids(tokenizer: Any, n: int = 1000) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -25,6 +26,10 @@ from workbench.protocol import Error, Event, ProtocolError, Request, Result, dec
 
 class EngineGone(ConnectionError):
     pass
+
+
+class StartAborted(EngineGone):
+    """`close()` was called while `start()` waited for the engine; the engine it spawned is stopped."""
 
 
 def runtime_dir() -> Path:
@@ -48,10 +53,21 @@ class EngineClient:
         self._reader: threading.Thread | None = None
         self.connected = threading.Event()
         self.closed = threading.Event()
+        # Set by close(): a start() still waiting for the socket gives up at once. The UI quits (or
+        # restarts the engine) while one starts; without this its worker thread kept the process alive
+        # for the engine's whole start-up, because App.run() joins it.
+        self._closing = threading.Event()
+        self._sock_lock = threading.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------------
     def start(self, extra_env: dict[str, str] | None = None, timeout: float = 120.0) -> None:
-        """Spawn an engine in its own session (it survives the terminal) and connect to it."""
+        """Spawn an engine in its own session (it survives the terminal) and connect to it.
+
+        Raises StartAborted when close() is called meanwhile: the engine just spawned has no run yet,
+        so it is stopped rather than left waiting for a client that will never come.
+        """
+        if self._closing.is_set():
+            raise StartAborted("the client was closed before the engine started")
         rdir = runtime_dir()
         stamp = f"{os.getpid()}-{int(time.time() * 1000)}"
         self.socket_path = str(rdir / f"engine-{stamp}.sock")
@@ -69,14 +85,33 @@ class EngineClient:
                 env=env,
             )
         deadline = time.monotonic() + timeout
-        while not os.path.exists(self.socket_path):
+        while not os.path.exists(self.socket_path) and not self._closing.is_set():
             if self.process.poll() is not None:
                 raise EngineGone(f"the engine exited during start-up (code {self.process.returncode}); "
                                  f"see {self.log_path}: {self.log_tail()}")
             if time.monotonic() > deadline:
                 raise EngineGone(f"the engine did not start within {timeout:.0f} s; see {self.log_path}")
-            time.sleep(0.05)
-        self.connect(self.socket_path)
+            self._closing.wait(0.05)
+        if not self._closing.is_set():
+            self.connect(self.socket_path)
+        if self._closing.is_set():  # checked again after connect(): close() may have run in between
+            self._close_socket()
+            self._stop_spawned()
+            raise StartAborted("the client was closed while the engine was starting")
+
+    def _stop_spawned(self, grace_s: float = 2.0) -> None:
+        """Stop the engine start() spawned, and whatever it started (its own process group)."""
+        process = self.process
+        if process is None or process.poll() is not None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, sig)
+            try:
+                process.wait(timeout=grace_s)
+                return
+            except subprocess.TimeoutExpired:
+                continue
 
     def connect(self, socket_path: str) -> None:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -86,7 +121,8 @@ class EngineClient:
             sock.close()
             raise EngineGone(f"cannot reach the engine at {socket_path}: {exc.strerror}") from None
         self.socket_path = socket_path
-        self._sock = sock
+        with self._sock_lock:
+            self._sock = sock
         self._wfile = sock.makefile("wb")
         self.closed.clear()
         self._reader = threading.Thread(target=self._read, args=(sock.makefile("rb"),), name="engine-reader",
@@ -127,14 +163,19 @@ class EngineClient:
                                 fatal=True))
 
     def close(self, shutdown: bool = False) -> None:
+        self._closing.set()
         if shutdown and self.connected.is_set():
             with contextlib.suppress(Exception):
                 self.send("shutdown")
-        if self._sock is not None:
+        self._close_socket()
+
+    def _close_socket(self) -> None:
+        with self._sock_lock:  # close() (UI thread) and an aborted start() (worker) may both get here
+            sock, self._sock = self._sock, None
+        if sock is not None:
             with contextlib.suppress(OSError):
-                self._sock.shutdown(socket.SHUT_RDWR)
-            self._sock.close()
-            self._sock = None
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
 
     def alive(self) -> bool:
         return self.connected.is_set()

@@ -21,9 +21,12 @@ def main(argv: list[str] | None = None) -> int:
     # A dropped terminal must not end training: the UI starts us with setsid, and we ignore SIGHUP too.
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
-    from workbench.engine.boot import boot
+    from workbench.engine.boot import boot, limit_cpu_threads
 
     boot()
+    threads = limit_cpu_threads()  # the engine shares the machine with the UI (`workbench train` does not)
+    if threads is not None:
+        logging.getLogger("workbench.engine").info("torch uses %d CPU threads", threads)
     from workbench.engine.server import Engine, serve_socket
 
     engine = Engine(socket_path=args.socket)

@@ -417,8 +417,14 @@ class Engine:
 
 # -- transport ------------------------------------------------------------------------------------
 
-def serve_socket(engine: Engine, path: str, idle_exit: bool = True) -> None:
+FIRST_CLIENT_WAIT_S = 120.0
+"""An engine nobody connects to in this time exits: its UI died while it started (the UI connects within
+milliseconds of the socket appearing), and an engine with no run must not hold memory forever."""
+
+
+def serve_socket(engine: Engine, path: str, idle_exit: bool = True, first_client_wait_s: float | None = None) -> None:
     """Accept clients one at a time until shut down (or idle with no client, when idle_exit)."""
+    wait_s = FIRST_CLIENT_WAIT_S if first_client_wait_s is None else first_client_wait_s
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -431,6 +437,7 @@ def serve_socket(engine: Engine, path: str, idle_exit: bool = True) -> None:
     server.settimeout(0.5)
     active: list[socket.socket] = []
     client_seen = threading.Event()
+    listening_since = time.monotonic()
 
     def serve(conn: socket.socket) -> None:
         reader = conn.makefile("rb")
@@ -458,7 +465,7 @@ def serve_socket(engine: Engine, path: str, idle_exit: bool = True) -> None:
                 conn, _ = server.accept()
             except TimeoutError:
                 idle = not active and not engine.training and not engine._model_lock.locked()
-                if idle_exit and client_seen.is_set() and idle:
+                if idle_exit and idle and (client_seen.is_set() or time.monotonic() - listening_since > wait_s):
                     break
                 continue
             client_seen.set()

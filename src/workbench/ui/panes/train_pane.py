@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -17,6 +19,18 @@ from workbench.gpu import poll_gpus
 from workbench.protocol import Checkpoint, Done, Error, Eval, Event, Log, Memory, Result, Status, TrainStart
 from workbench.runs import RunDir
 from workbench.ui.messages import GpuSample
+from workbench.ui.panes.train_history import (
+    History,
+    checkpoint_line,
+    done_line,
+    done_phase,
+    eval_line,
+    event_key,
+    fold,
+    log_line,
+    start_phase,
+    status_line,
+)
 from workbench.ui.widgets.gpu_panel import GpuPanel
 from workbench.ui.widgets.loss_chart import LossChart
 
@@ -32,6 +46,7 @@ def _fmt_duration(seconds: float | None) -> str:
 
 class TrainPane(Horizontal):
     BINDINGS = [("t", "start", "Start"), ("x", "stop", "Stop"), ("r", "resume", "Resume")]
+    LOG_LINES = 2000  # the RichLog keeps this many lines; a replay writes no more than that
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -41,6 +56,9 @@ class TrainPane(Horizontal):
         self.total_steps = 0
         self.last_done: Done | None = None
         self._gpu_stop = threading.Event()
+        self._replay_generation = 0
+        self._held: list[Event] | None = None
+        """Live events that arrive while a replay reads the file: shown after the history, in order."""
 
     def compose(self) -> ComposeResult:
         with Vertical(id="train-left"):
@@ -53,7 +71,7 @@ class TrainPane(Horizontal):
             yield Static("Not started. Press Start (t) to train with the current config.", id="train-phase")
             yield Static("", id="train-metrics")
             yield LossChart(id="loss-chart")
-            yield RichLog(id="train-log", max_lines=2000, wrap=True, markup=True)
+            yield RichLog(id="train-log", max_lines=self.LOG_LINES, wrap=True, markup=True)
         with Vertical(id="train-right"):
             yield GpuPanel(id="gpu-panel")
 
@@ -109,6 +127,7 @@ class TrainPane(Horizontal):
         if invalid:
             self.query_one("#train-phase", Static).update(f"[red]Fix the config first: {', '.join(invalid)}[/]")
             return
+        self._cancel_replay()  # a history still being read must not land on top of the new run
         args: dict[str, Any] = {"config": config_to_dict(self.app.config), "resume": resume}  # type: ignore[attr-defined]
         if resume and self.run_dir:
             args["run_dir"] = self.run_dir
@@ -131,43 +150,44 @@ class TrainPane(Horizontal):
 
     # -- events -----------------------------------------------------------------------------------
     def handle_event(self, event: Event) -> None:
+        if self._held is not None:
+            self._held.append(event)
+            return
         if isinstance(event, TrainStart):
             self.running = True
-            self.run_dir = event.run_dir
-            self.total_steps = event.total_steps
-            self.query_one("#train-run", Static).update(f"run: {Path(event.run_dir).name}")
+            self._show_start(event)
             self.query_one("#train-progress", ProgressBar).update(total=event.total_steps, progress=event.start_step)
-            self.query_one("#train-phase", Static).update(
-                f"Training {event.train_rows} rows (eval {event.eval_rows}), effective batch {event.effective_batch}, "
-                f"{event.trainable_params:,} trainable of {event.total_params:,} parameters.")
+            self.query_one("#train-phase", Static).update(start_phase(event))
             self._buttons()
         elif isinstance(event, Log):
             self.last_log = event
             self.query_one(LossChart).add_loss(event.step, event.loss)
             self.query_one("#train-progress", ProgressBar).update(total=event.total_steps, progress=event.step)
             self._metrics(event)
-            loss = f"{event.loss:.4f}" if event.loss is not None else "n/a"
-            self._log(f"step {event.step}/{event.total_steps} loss {loss} "
-                      f"lr {event.learning_rate or 0:.2e} grad_norm {event.grad_norm or 0:.3f}")
+            self._log(log_line(event))
         elif isinstance(event, Eval):
             self.query_one(LossChart).add_eval(event.step, event.eval_loss)
-            self._log(f"[cyan]eval at step {event.step}: {event.eval_loss:.4f}[/]")
+            self._log(eval_line(event))
         elif isinstance(event, Memory):
             self.query_one(GpuPanel).show_memory(event)
         elif isinstance(event, Checkpoint):
-            self._log(f"[dim]checkpoint at step {event.step}: {event.path}[/]")
+            self._log(checkpoint_line(event))
             self._buttons()
         elif isinstance(event, Status):
             self.query_one("#train-phase", Static).update(event.message)
-            self._log(f"[dim]{event.message}[/]")
+            self._log(status_line(event))
         elif isinstance(event, Done):
             self.running = False
             self.last_done = event
-            colour = {"completed": "green", "stopped": "yellow", "failed": "red"}[event.status]
-            self.query_one("#train-phase", Static).update(f"[{colour}]{event.status}[/] at step {event.step}: {event.message}")
-            self._log(f"[{colour}]{event.status}: {event.message}[/]")
+            self.query_one("#train-phase", Static).update(done_phase(event))
+            self._log(done_line(event))
             self._buttons()
             self.app.training_finished(event)  # type: ignore[attr-defined]
+
+    def _show_start(self, event: TrainStart) -> None:
+        self.run_dir = event.run_dir
+        self.total_steps = event.total_steps
+        self.query_one("#train-run", Static).update(f"run: {Path(event.run_dir).name}")
 
     def engine_lost(self) -> None:
         """The engine died mid-run (killed, crashed, out of host memory): say what is kept, offer resume."""
@@ -193,19 +213,79 @@ class TrainPane(Horizontal):
         )
 
     # -- history ----------------------------------------------------------------------------------
-    def replay(self, run_dir: str | Path) -> int:
-        """Show a run's whole history from its events.jsonl (re-attach, or opening a past run)."""
-        run = RunDir(run_dir)
-        self.query_one(LossChart).clear_history()
-        self.query_one("#train-log", RichLog).clear()
-        count = 0
-        for event in run.iter_events():
-            self.handle_event(event)
-            count += 1
+    def replay(self, run_dir: str | Path, then: Callable[[], None] | None = None) -> None:
+        """Show a run's whole history from its events.jsonl (re-attach, or opening a past run).
+
+        The file is read and folded in a thread, then shown at once (`train_history`); `then` runs after
+        it is shown. Live events arriving meanwhile are held and shown after it, except those the file
+        already had.
+        """
+        self._replay_generation += 1
+        if self._held is None:
+            self._held = []
+        self._read_history(RunDir(run_dir), self._replay_generation, then)
+
+    @work(thread=True, exit_on_error=False, group="replay")
+    def _read_history(self, run: RunDir, generation: int, then: Callable[[], None] | None) -> None:
+        try:
+            history: History | str = fold(run.iter_events(), self.LOG_LINES)
+        except Exception as exc:  # an unreadable file must not leave the live events held forever
+            history = f"{type(exc).__name__}: {exc}"
+        self.app.call_from_thread(self._show_history, run, history, generation, then)
+
+    def _show_history(self, run: RunDir, history: History | str, generation: int,
+                      then: Callable[[], None] | None) -> None:
+        if generation != self._replay_generation:
+            return  # a newer replay (or a new run) took over
+        if isinstance(history, str):
+            self._log(f"[red]could not read {run.events_path}: {history}[/]")
+            self._release_held(set())
+            return
+        chart, log = self.query_one(LossChart), self.query_one("#train-log", RichLog)
+        chart.clear_history()
+        for step, loss in history.losses:
+            chart.add_loss(step, loss)
+        for step, eval_loss in history.evals:
+            chart.add_eval(step, eval_loss)
+        log.clear()
+        if history.lines:
+            # One write of the kept lines: wrapped and trimmed as line-by-line writes would be, for a
+            # tenth of the cost (each write measures and renders on its own).
+            log.write(Text("\n").join(Text.from_markup(line) for line in history.lines))
+        if history.start:
+            self._show_start(history.start)
+        if history.progress:
+            total, progress = history.progress
+            self.query_one("#train-progress", ProgressBar).update(total=total, progress=progress)
+        if history.phase is not None:
+            self.query_one("#train-phase", Static).update(history.phase)
+        if history.last_log:
+            self.last_log = history.last_log
+            self._metrics(history.last_log)
+        if history.memory:
+            self.query_one(GpuPanel).show_memory(history.memory)
+        if history.running is not None:
+            self.running = history.running
+        if history.done:
+            self.last_done = history.done
+            self.app.training_finished(history.done)  # type: ignore[attr-defined]
         self.run_dir = str(run.path)
         if not run.engine_alive():
             self.running = False
         self._buttons()
-        self.query_one(LossChart).replot()
-        self._log(f"[dim]replayed {count} events from {run.events_path} at {time.strftime('%H:%M:%S')}[/]")
-        return count
+        chart.replot()
+        self._log(f"[dim]replayed {history.count} events from {run.events_path} at {time.strftime('%H:%M:%S')}[/]")
+        if then is not None:
+            then()
+        self._release_held(history.keys)
+
+    def _release_held(self, shown: set[tuple[str, float]]) -> None:
+        held, self._held = self._held or [], None
+        for event in held:
+            if event_key(event) not in shown:
+                self.handle_event(event)
+
+    def _cancel_replay(self) -> None:
+        if self._held is not None:
+            self._replay_generation += 1
+            self._release_held(set())

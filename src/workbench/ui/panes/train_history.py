@@ -1,0 +1,104 @@
+"""A run's events folded into what the Train pane shows, and the pane's log lines.
+
+`TrainPane.handle_event` shows one live event at a time; `fold` computes the same end state from a whole
+events.jsonl at once, in a worker thread: every loss point, but only the log lines the RichLog keeps and
+the last value of each label. Replaying event by event on the UI thread took 0.4 ms per event (4.5 s for a
+10,000-step run), nearly all of it in widget updates whose results were immediately overwritten.
+No widgets here: this module runs off the UI thread.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from workbench.protocol import Checkpoint, Done, Eval, Event, Log, Memory, Status, TrainStart
+
+DONE_COLOURS = {"completed": "green", "stopped": "yellow", "failed": "red"}
+
+
+def log_line(e: Log) -> str:
+    loss = f"{e.loss:.4f}" if e.loss is not None else "n/a"
+    return f"step {e.step}/{e.total_steps} loss {loss} lr {e.learning_rate or 0:.2e} grad_norm {e.grad_norm or 0:.3f}"
+
+
+def eval_line(e: Eval) -> str:
+    return f"[cyan]eval at step {e.step}: {e.eval_loss:.4f}[/]"
+
+
+def checkpoint_line(e: Checkpoint) -> str:
+    return f"[dim]checkpoint at step {e.step}: {e.path}[/]"
+
+
+def status_line(e: Status) -> str:
+    return f"[dim]{e.message}[/]"
+
+
+def start_phase(e: TrainStart) -> str:
+    return (f"Training {e.train_rows} rows (eval {e.eval_rows}), effective batch {e.effective_batch}, "
+            f"{e.trainable_params:,} trainable of {e.total_params:,} parameters.")
+
+
+def done_phase(e: Done) -> str:
+    return f"[{DONE_COLOURS[e.status]}]{e.status}[/] at step {e.step}: {e.message}"
+
+
+def done_line(e: Done) -> str:
+    return f"[{DONE_COLOURS[e.status]}]{e.status}: {e.message}[/]"
+
+
+def event_key(e: Event) -> tuple[str, float]:
+    """Tells one event apart: the engine writes an event to the file and sends that same event live."""
+    return type(e).__name__, e.t
+
+
+@dataclass
+class History:
+    """The Train pane's end state after a run's events, shown in one go."""
+
+    count: int = 0
+    losses: list[tuple[int, float | None]] = field(default_factory=list)
+    evals: list[tuple[int, float]] = field(default_factory=list)
+    lines: deque[str] = field(default_factory=deque)
+    """The newest log lines, as many as the RichLog keeps."""
+    start: TrainStart | None = None
+    last_log: Log | None = None
+    progress: tuple[int, int] | None = None
+    """(total, progress) of the progress bar's last update."""
+    phase: str | None = None
+    memory: Memory | None = None
+    done: Done | None = None
+    running: bool | None = None
+    """After the last TrainStart or Done; None when there was neither."""
+    keys: set[tuple[str, float]] = field(default_factory=set)
+
+
+def fold(events: Iterable[Event], max_lines: int) -> History:
+    h = History(lines=deque(maxlen=max_lines))
+    for e in events:
+        h.count += 1
+        h.keys.add(event_key(e))
+        if isinstance(e, TrainStart):
+            h.start, h.running, h.phase = e, True, start_phase(e)
+            h.progress = (e.total_steps, e.start_step)
+        elif isinstance(e, Log):
+            h.last_log = e
+            h.losses.append((e.step, e.loss))
+            h.progress = (e.total_steps, e.step)
+            h.lines.append(log_line(e))
+        elif isinstance(e, Eval):
+            h.evals.append((e.step, e.eval_loss))
+            h.lines.append(eval_line(e))
+        elif isinstance(e, Memory):
+            h.memory = e
+        elif isinstance(e, Checkpoint):
+            h.lines.append(checkpoint_line(e))
+        elif isinstance(e, Status):
+            h.phase = e.message
+            h.lines.append(status_line(e))
+        elif isinstance(e, Done):
+            h.done, h.running, h.phase = e, False, done_phase(e)
+            h.lines.append(done_line(e))
+    return h
+
