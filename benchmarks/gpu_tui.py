@@ -33,6 +33,7 @@ async def main(cache: Path, out: Path) -> None:
                        start_engine=False)
     readings: list[float] = []
     async with app.run_test(size=(160, 50)) as pilot:
+        await app.panes_mounted()
         await pilot.press("3")
         await pilot.pause(2)
         proc = subprocess.Popen([sys.executable, "-c", LOAD, str(cache / "gemma2-9b-4bit")])

@@ -49,6 +49,7 @@ async def main() -> None:
         shots.append(target)
 
     async with app.run_test(size=(160, 45)) as pilot:
+        await app.panes_mounted()
         await wait_for(pilot, lambda: app.engine_ready, 300, "engine")
         shot("1-config")
         await pilot.press("2")

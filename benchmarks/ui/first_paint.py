@@ -6,7 +6,9 @@
 Method
 ------
 Each run spawns a fresh interpreter, `python -c CHILD`, whose code does what `workbench demo` does:
-it imports `workbench.cli` and calls `workbench.cli.main(["demo"])`, which loads configs/demo.toml and
+like the `workbench` console script (`workbench.launch.main`), it turns the garbage collector and pydantic's
+plugin discovery off, imports
+`workbench.cli` and calls `workbench.cli.main(["demo"])`, which loads configs/demo.toml and
 runs `WorkbenchApp` with start_engine=True (the default), so the engine process is spawned in the
 background exactly as for a user. Before that, the child swaps `workbench.ui.app.WorkbenchApp` for a
 subclass that only adds measurement:
@@ -93,6 +95,9 @@ def dump(extra):
         json.dump(data, f)
     os.replace(tmp, OUT)
 
+import gc
+gc.disable()  # what the `workbench` console script (workbench.launch.main) does before importing the CLI
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")  # ditto
 import workbench.cli as cli
 mark("cli_imported")
 import workbench.ui.app as appmod

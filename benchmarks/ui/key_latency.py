@@ -203,6 +203,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     gcp = GcPauses().__enter__()
     try:
         async with app.run_test(size=(160, 50)) as pilot:
+            await app.panes_mounted()
             phases["engine_ready_s"] = await wait_until(lambda: app.engine_ready, args.timeout, "the engine (hello)")
             engine_pid = app.client.process.pid if app.client and app.client.process else None
 

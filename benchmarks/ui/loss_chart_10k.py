@@ -114,6 +114,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"points": n, "what_if": {"footer_fix": args.what_if_footer_fix,
                                                          "gc_freeze": args.what_if_gc_freeze}}
     async with app.run_test(size=(160, 50)) as pilot:
+        await app.panes_mounted()
         await pilot.press("3")
         await asyncio.sleep(0.5)
         train = app.query_one(TrainPane)

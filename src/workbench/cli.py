@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -229,7 +230,10 @@ def cmd_tui(args: argparse.Namespace, demo: bool = False) -> int:
     from workbench.ui.app import WorkbenchApp
 
     app = WorkbenchApp(config_path=config_path, attach=getattr(args, "run", None))
-    app.run()
+    try:
+        app.run()
+    finally:
+        gc.enable()  # the app does it after its first frame; not if it never got there
     return app.return_code or EXIT_OK if app.return_code is not None else EXIT_OK
 
 
@@ -287,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_tui(args)
         if args.command == "demo":
             return cmd_tui(args, demo=True)
+        gc.enable()
         handler = {"train": cmd_train, "preview": cmd_preview, "gpus": cmd_gpus, "runs": cmd_runs,
                    "attach": cmd_attach}[args.command]
         return handler(args)

@@ -31,6 +31,7 @@ async def test_demo_end_to_end(demo_config_path: Path, tmp_path: Path):
     save_config(config, demo_config_path)
     app = WorkbenchApp(config_path=demo_config_path, gpu_module=FakeNvml())
     async with app.run_test(size=(160, 50)) as pilot:
+        await app.panes_mounted()
         await wait_for(pilot, lambda: app.engine_ready, 180, "engine ready")
         await pilot.press("2")
         await wait_for(pilot, lambda: "<bos>" in static_text(app, "#data-sample"), 60, "rendered row")

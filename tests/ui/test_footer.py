@@ -24,6 +24,7 @@ def shown(app: WorkbenchApp) -> list[str]:
 async def test_pane_switches_do_not_grow_the_footer(demo_config_path: Path, monkeypatch: pytest.MonkeyPatch):
     app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
     async with app.run_test(size=(120, 40)) as pilot:
+        await app.panes_mounted()
         footer = app.query_one(WorkbenchFooter)
         await wait_for(pilot, lambda: PANE_KEY["config"] in shown(app), 10, "the config pane's keys")
         recomposes = 0

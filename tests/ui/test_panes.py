@@ -23,6 +23,7 @@ def text_of(app, selector: str) -> str:
 async def test_config_validates_as_typed_and_saves(demo_config_path: Path):
     app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
     async with app.run_test(size=(120, 40)) as pilot:
+        await app.panes_mounted()
         box = app.query_one("#f-lora-r", Input)
         box.value = "0"
         await pilot.pause()
@@ -46,6 +47,7 @@ async def test_config_validates_as_typed_and_saves(demo_config_path: Path):
 async def test_data_pane_changes_follow_the_config(demo_config_path: Path):
     app = WorkbenchApp(config_path=demo_config_path, gpu_module=FakeNvml())
     async with app.run_test(size=(120, 40)) as pilot:
+        await app.panes_mounted()
         await wait_for(pilot, lambda: app.engine_ready, 180, "engine")
         await pilot.press("2")
         await wait_for(pilot, lambda: "### सारांश:" in text_of(app, "#data-sample"), 60, "instruction template")
@@ -66,6 +68,7 @@ async def test_data_pane_changes_follow_the_config(demo_config_path: Path):
 async def test_bad_data_source_is_shown_not_raised(demo_config_path: Path, tmp_path: Path):
     app = WorkbenchApp(config_path=demo_config_path, gpu_module=FakeNvml())
     async with app.run_test(size=(120, 40)) as pilot:
+        await app.panes_mounted()
         await wait_for(pilot, lambda: app.engine_ready, 180, "engine")
         await pilot.press("2")
         from workbench.config import set_field
@@ -78,6 +81,7 @@ async def test_bad_data_source_is_shown_not_raised(demo_config_path: Path, tmp_p
 async def test_a_fresh_start_is_not_unsaved(demo_config_path: Path):
     app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
     async with app.run_test(size=(120, 40)) as pilot:
+        await app.panes_mounted()
         await pilot.pause(0.5)
         assert not app.dirty
         assert "unsaved" not in text_of(app, "#status-bar")

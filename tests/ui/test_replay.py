@@ -58,6 +58,7 @@ async def test_a_10k_step_run_replays_whole(demo_config_path: Path, tmp_path: Pa
     run = long_run(Path("runs"))
     app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
     async with app.run_test(size=(160, 45)) as pilot:
+        await app.panes_mounted()
         train = app.pane(TrainPane)
         chart = app.query_one(LossChart)
         opened = time.monotonic()
@@ -98,6 +99,7 @@ async def test_replay_shows_what_the_live_events_showed(demo_config_path: Path, 
     events = run.events()
     app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
     async with app.run_test(size=(160, 45)) as pilot:
+        await app.panes_mounted()
         train = app.pane(TrainPane)
         app.action_pane("train")
         for event in events:  # as they came from the engine
@@ -123,6 +125,7 @@ async def test_live_events_during_a_replay_follow_it(demo_config_path: Path, tmp
         run.append(event)
     app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
     async with app.run_test(size=(160, 45)) as pilot:
+        await app.panes_mounted()
         train = app.pane(TrainPane)
         app.action_pane("train")  # the log renders its lines once it is shown
         train.replay(run.path)

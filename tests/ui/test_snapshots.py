@@ -11,10 +11,12 @@ import pytest
 from tests.ui import scenarios
 from tests.ui.conftest import FakeNvml
 from workbench.config import load_config, save_config
+from workbench.gpu import sample_gpus
 from workbench.ui.app import WorkbenchApp
 from workbench.ui.panes.chat_pane import ChatPane, Reply
 from workbench.ui.panes.data_pane import DataPane
 from workbench.ui.panes.train_pane import TrainPane
+from workbench.ui.widgets.gpu_panel import HISTORY, GpuGauge, GpuPanel
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +36,7 @@ def snap_app(tmp_path: Path):
 
 
 async def _ready(app: WorkbenchApp, pilot) -> None:
+    await app.panes_mounted()
     app.device = "cpu"
     app.set_engine_state("ready")
     await pilot.pause()
@@ -77,7 +80,14 @@ def test_train_pane(snap_compare, snap_app, tmp_path):
         pane = app.pane(TrainPane)
         for event in scenarios.training_events(str(tmp_path / "runs" / "demo")):
             pane.handle_event(event)
-        await pilot.pause(1.5)  # a GPU sample (fake NVML, 1 Hz) and a chart redraw
+        await pilot.pause(1.5)  # GPU samples (fake NVML, 1 Hz) and a chart redraw
+        # How many 1 Hz samples landed is a matter of timing: stop the poller and show exactly one.
+        pane._gpu_stop.set()
+        await pilot.pause(0.2)
+        for gauge in pane.query(GpuGauge):
+            gauge.util_history.extend([0.0] * HISTORY)
+            gauge.mem_history.extend([0.0] * HISTORY)
+        pane.query_one(GpuPanel).show(*sample_gpus(FakeNvml()))
         pane.query_one("#loss-chart").replot()
         await pilot.pause()
     assert snap_compare(snap_app(), terminal_size=(160, 45), run_before=before)

@@ -34,6 +34,7 @@ from workbench.ui.widgets.loss_chart import LossChart
 async def main():
     app = WorkbenchApp(config_path=sys.argv[1], gpu_module=FakeNvml())
     async with app.run_test(size=(120, 40)) as pilot:
+        await app.panes_mounted()
         await wait_for(pilot, lambda: app.engine_ready, 180, "engine")
         await pilot.press("3")
         await pilot.click("#train-start")
@@ -71,6 +72,7 @@ async def test_ui_killed_then_reattached_sees_every_step(demo_config_path: Path)
 
     app = WorkbenchApp(config_path=demo_config_path, attach=str(run.path), gpu_module=FakeNvml())
     async with app.run_test(size=(120, 40)) as pilot:
+        await app.panes_mounted()
         train = app.pane(TrainPane)
         await wait_for(pilot, lambda: train.last_done is not None, 600, "the run to finish, seen live")
         assert train.last_done.status == "completed"
@@ -89,6 +91,7 @@ async def test_engine_killed_ui_stays_up_and_resumes(demo_config_path: Path):
     save_config(config, demo_config_path)
     app = WorkbenchApp(config_path=demo_config_path, gpu_module=FakeNvml())
     async with app.run_test(size=(120, 40)) as pilot:
+        await app.panes_mounted()
         await wait_for(pilot, lambda: app.engine_ready, 180, "engine")
         await pilot.press("3")
         await pilot.click("#train-start")

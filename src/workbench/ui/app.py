@@ -3,8 +3,11 @@ the run configuration and the engine connection; the panes own their behaviour."
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import importlib
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +24,26 @@ from workbench.runs import RunDir
 from workbench.textwidth import align_indic_widths
 from workbench.ui.bridge import EngineBridge
 from workbench.ui.commands import PANES, WorkbenchCommands
-from workbench.ui.help import HelpScreen
 from workbench.ui.messages import ConfigChanged, EngineEvent
-from workbench.ui.panes.chat_pane import ChatPane
-from workbench.ui.panes.config_pane import ConfigPane
-from workbench.ui.panes.data_pane import DataPane
-from workbench.ui.panes.save_pane import SavePane
-from workbench.ui.panes.train_pane import TrainPane
+from workbench.ui.panes.config_pane import DEFERRED_SECTIONS, ConfigPane
+from workbench.ui.widgets.deferred import Deferred
 from workbench.ui.widgets.footer import WorkbenchFooter
 
 align_indic_widths()  # before anything renders: Hindi lines must measure as terminals draw them
+
+# The panes after the first: their modules are imported and their widgets built after the first frame
+# (Deferred), so that start-up pays only for the Config pane the user sees.
+DEFERRED_PANES = {
+    "data": ("workbench.ui.panes.data_pane", "DataPane"),
+    "train": ("workbench.ui.panes.train_pane", "TrainPane"),
+    "chat": ("workbench.ui.panes.chat_pane", "ChatPane"),
+    "save": ("workbench.ui.panes.save_pane", "SavePane"),
+}
+
+
+def build_pane(name: str) -> Any:
+    module, cls = DEFERRED_PANES[name]
+    return getattr(importlib.import_module(module), cls)(id=f"{name}-pane")
 
 
 class WorkbenchApp(App[int]):
@@ -74,20 +87,19 @@ class WorkbenchApp(App[int]):
         self.opened_adapter: str | None = None
         self._engine_generation = 0
         self._closing = False
+        # Widgets built after the first frame (by id): engine events wait for them, to keep their order.
+        self._panes_pending = {f"{name}-pane" for name in DEFERRED_PANES} | {f"section-{name}" for name in DEFERRED_SECTIONS}
+        self._after_panes: list[Callable[[], None]] = []
+        self._panes_ready_event = asyncio.Event()
 
     # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
         with TabbedContent(initial="config", id="panes"):
             with TabPane(PANES[0][1], id="config"):
                 yield ConfigPane(id="config-pane")
-            with TabPane(PANES[1][1], id="data"):
-                yield DataPane(id="data-pane")
-            with TabPane(PANES[2][1], id="train"):
-                yield TrainPane(id="train-pane")
-            with TabPane(PANES[3][1], id="chat"):
-                yield ChatPane(id="chat-pane")
-            with TabPane(PANES[4][1], id="save"):
-                yield SavePane(id="save-pane")
+            for name, title in PANES[1:]:
+                with TabPane(title, id=name):
+                    yield Deferred(partial(build_pane, name), self.deferred_mounted)
         yield Static("", id="status-bar")
         yield WorkbenchFooter()  # not Footer(): it leaks a watcher per key on every focus move (Textual #6666)
 
@@ -96,8 +108,35 @@ class WorkbenchApp(App[int]):
     def on_resize(self, event: Any) -> None:
         self.screen.set_class(event.size.width < self.NARROW_BELOW, "narrow")
 
-    def pane(self, kind: type[Any]) -> Any:
-        return self.query_one(kind)
+    def pane(self, kind: type[Any] | str) -> Any:
+        """A pane by class or by name ("config", "data", "train", "chat", "save")."""
+        return self.query_one(f"#{kind}-pane") if isinstance(kind, str) else self.query_one(kind)
+
+    @property
+    def panes_ready(self) -> bool:
+        """Every deferred pane and form section is mounted (a few frames after start)."""
+        return not self._panes_pending
+
+    async def panes_mounted(self) -> None:
+        """Wait until every deferred pane is built (for tests and scripts that drive the app)."""
+        await self._panes_ready_event.wait()
+
+    def when_panes_ready(self, callback: Callable[[], None]) -> None:
+        if self._panes_pending:
+            self._after_panes.append(callback)
+        else:
+            callback()
+
+    def deferred_mounted(self, widget: Any) -> None:
+        self._panes_pending.discard(str(widget.id))
+        if self._panes_pending:
+            return
+        self._panes_ready_event.set()
+        callbacks, self._after_panes = self._after_panes, []
+        for callback in callbacks:
+            callback()
+        # A pane opened before its widgets existed got no focus; give it now.
+        self._focus_pane(self.query_one("#panes", TabbedContent).active)
 
     def on_mount(self) -> None:
         self.screen.set_class(self.size.width < self.NARROW_BELOW, "narrow")
@@ -106,7 +145,9 @@ class WorkbenchApp(App[int]):
             self.notify(self.config_error, title="Config not loaded: using defaults", severity="error", timeout=20)
         if self.start_engine:
             self.set_engine_state("starting", "starting the engine (imports unsloth, torch, transformers)")
-            self._start_engine()
+            # After the first frame: spawning the process costs the first paint about 30 ms, and the
+            # engine's own start-up takes seconds either way.
+            self.call_after_refresh(self._start_engine)
         self.call_after_refresh(self._freeze_startup_objects)
 
     def _freeze_startup_objects(self) -> None:
@@ -116,6 +157,7 @@ class WorkbenchApp(App[int]):
         # they leave the collector's generations, so a full GC scans only what was made since.
         if not self._closing:  # on_unmount unfreezes; freezing after it would pin this app's objects
             gc.freeze()
+        gc.enable()  # `workbench` starts with the collector off (cli.py): start-up makes no garbage worth it
 
     # -- engine ---------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
@@ -143,7 +185,7 @@ class WorkbenchApp(App[int]):
             client.close()  # restarted or quit meanwhile: this client is no longer the app's
             return
         if run:
-            self.call_from_thread(self._replay_attached, run)
+            self.call_from_thread(self.when_panes_ready, partial(self._replay_attached, run))
         self.bridge.send_fn = client.send
 
     def _find_run(self, name: str) -> RunDir | None:
@@ -153,7 +195,7 @@ class WorkbenchApp(App[int]):
         return None
 
     def _replay_attached(self, run: RunDir) -> None:
-        train = self.pane(TrainPane)
+        train = self.pane("train")
         train.replay(run.path, then=lambda: setattr(train, "running", run.engine_alive()))
         self.action_pane("train")
 
@@ -167,12 +209,15 @@ class WorkbenchApp(App[int]):
     def on_engine_event(self, message: EngineEvent) -> None:
         if message.generation != self._engine_generation or self._closing:
             return
+        if self._panes_pending:  # the panes that handle it are still being built: keep the order
+            self._after_panes.append(partial(self.on_engine_event, message))
+            return
         event = message.event
         if isinstance(event, Hello):
             self.device = event.device
             self.engine_ready = True
             self.set_engine_state("ready")
-            for pane in (self.pane(DataPane),):
+            for pane in (self.pane("data"),):
                 pane.engine_ready()
         elif isinstance(event, State):
             self.set_engine_state(event.state, event.detail)
@@ -180,7 +225,7 @@ class WorkbenchApp(App[int]):
             self.engine_ready = False
             self.bridge.send_fn = None
             self.bridge.fail_all(event)
-            train = self.pane(TrainPane)
+            train = self.pane("train")
             if train.running:
                 train.engine_lost()
             self.notify("The engine process ended unexpectedly; starting a new one. Nothing written to the "
@@ -213,8 +258,8 @@ class WorkbenchApp(App[int]):
     def on_config_changed(self, message: ConfigChanged) -> None:
         self.pane(ConfigPane).refresh_fields()
         self._update_status()
-        if message.data_affecting:
-            self.pane(DataPane).config_changed()
+        if message.data_affecting and "data-pane" not in self._panes_pending:  # a pane built later reads the config then
+            self.pane("data").config_changed()
 
     def invalid_fields(self) -> list[str]:
         return self.pane(ConfigPane).invalid_fields()
@@ -238,7 +283,7 @@ class WorkbenchApp(App[int]):
 
     # -- cross-pane -----------------------------------------------------------------------------
     def training_finished(self, done: Done) -> None:
-        self.pane(SavePane).action_refresh_runs()
+        self.pane("save").action_refresh_runs()
         if done.status == "completed":
             self.opened_adapter = None  # the engine holds the freshly trained adapter in memory
             self.notify(f"Training finished at step {done.step}; adapter saved to {done.adapter_path}.",
@@ -247,7 +292,7 @@ class WorkbenchApp(App[int]):
             self.notify(done.message, title="Training failed", severity="error", timeout=20)
 
     def current_run_dir(self) -> str | None:
-        return self.pane(TrainPane).run_dir
+        return self.pane("train").run_dir
 
     def chat_adapter(self) -> str | None:
         return self.opened_adapter
@@ -273,7 +318,7 @@ class WorkbenchApp(App[int]):
             self.opened_adapter = opened
 
         shown()
-        self.pane(TrainPane).replay(path, then=shown)
+        self.pane("train").replay(path, then=shown)
         self.action_pane("train")
 
     # -- actions --------------------------------------------------------------------------------
@@ -307,6 +352,9 @@ class WorkbenchApp(App[int]):
         self._focus_pane(self.query_one("#panes", TabbedContent).active)
 
     def action_help(self) -> None:
+        # Imported here, not at start-up: its Markdown widget pulls in pygments and markdown-it (40 ms).
+        from workbench.ui.help import HelpScreen
+
         self.push_screen(HelpScreen())
 
     def on_unmount(self) -> None:

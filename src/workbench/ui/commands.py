@@ -8,12 +8,6 @@ from typing import Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from workbench.ui.panes.chat_pane import ChatPane
-from workbench.ui.panes.config_pane import ConfigPane
-from workbench.ui.panes.data_pane import DataPane
-from workbench.ui.panes.save_pane import SavePane
-from workbench.ui.panes.train_pane import TrainPane
-
 PANES = (("config", "1 Config"), ("data", "2 Data"), ("train", "3 Train"), ("chat", "4 Chat"), ("save", "5 Save/Runs"))
 
 
@@ -27,18 +21,18 @@ class WorkbenchCommands(Provider):
             for pane, title in PANES
         ]
         cmds += [
-            ("Start training", lambda: app.pane(TrainPane).action_start(), "train with the current config"),
-            ("Stop training", lambda: app.pane(TrainPane).action_stop(), "stop at the step boundary and checkpoint"),
-            ("Resume training", lambda: app.pane(TrainPane).action_resume(), "continue from the newest checkpoint"),
-            ("Save config", lambda: app.pane(ConfigPane).action_save(), "write the config TOML"),
-            ("Load config", lambda: app.pane(ConfigPane).action_load(), "read the TOML named in the path box"),
-            ("Next data row", lambda: app.pane(DataPane).action_next_row(), "Data pane"),
-            ("Previous data row", lambda: app.pane(DataPane).action_previous_row(), "Data pane"),
-            ("Dataset statistics", lambda: app.pane(DataPane).action_stats(), "recompute over every row"),
-            ("Send chat", lambda: app.pane(ChatPane).action_send(), "generate a summary"),
-            ("Fill chat from held-out row", lambda: app.pane(ChatPane).action_fill_heldout(), "Chat pane"),
-            ("Save model", lambda: app.pane(SavePane).action_save(), "save adapter / merged / GGUF"),
-            ("Refresh runs", lambda: app.pane(SavePane).action_refresh_runs(), "Save/Runs pane"),
+            ("Start training", lambda: app.pane("train").action_start(), "train with the current config"),
+            ("Stop training", lambda: app.pane("train").action_stop(), "stop at the step boundary and checkpoint"),
+            ("Resume training", lambda: app.pane("train").action_resume(), "continue from the newest checkpoint"),
+            ("Save config", lambda: app.pane("config").action_save(), "write the config TOML"),
+            ("Load config", lambda: app.pane("config").action_load(), "read the TOML named in the path box"),
+            ("Next data row", lambda: app.pane("data").action_next_row(), "Data pane"),
+            ("Previous data row", lambda: app.pane("data").action_previous_row(), "Data pane"),
+            ("Dataset statistics", lambda: app.pane("data").action_stats(), "recompute over every row"),
+            ("Send chat", lambda: app.pane("chat").action_send(), "generate a summary"),
+            ("Fill chat from held-out row", lambda: app.pane("chat").action_fill_heldout(), "Chat pane"),
+            ("Save model", lambda: app.pane("save").action_save(), "save adapter / merged / GGUF"),
+            ("Refresh runs", lambda: app.pane("save").action_refresh_runs(), "Save/Runs pane"),
             ("Restart engine", app.action_restart_engine, "start a fresh engine process"),
             ("Help", app.action_help, "key bindings"),
         ]

@@ -13,6 +13,7 @@ from textual.widgets import Button, Input, Label, Static, Switch, TextArea
 
 from workbench.config import config_to_dict
 from workbench.protocol import Error, Event, Result, Token
+from workbench.ui.widgets.focus_scroll import FocusScroll
 
 
 class Reply(Static):
@@ -52,7 +53,7 @@ class ChatPane(Vertical):
             yield Input("1", id="chat-heldout-row", type="integer")
             yield Button("Fill", id="chat-fill")
             yield Static("", id="chat-reference")
-        with VerticalScroll(id="chat-transcript"):
+        with FocusScroll(id="chat-transcript"):
             yield Static("Type a conversation below; the model answers with its summary, prompted with the "
                          "same template it was trained with.", id="chat-intro")
         yield TextArea(id="chat-input", soft_wrap=True)

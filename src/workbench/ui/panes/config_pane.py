@@ -4,18 +4,24 @@ validated as typed (the error next to the field), and load / save / save-as of T
 from __future__ import annotations
 
 import typing
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Select, Static, Switch
 
 from workbench.config import ConfigError, RunConfig, config_to_dict, load_config, save_config, set_field
+from workbench.ui.widgets.deferred import Deferred
+from workbench.ui.widgets.focus_scroll import FocusScroll
 
 SECTIONS = ("model", "lora", "data", "training", "output")
+# Below the fold of even a tall terminal: built after the first frame (they are about 160 of the form's
+# 290 widgets, and first paint pays for every widget composed).
+DEFERRED_SECTIONS = ("data", "training", "output")
 # Fields whose change alters what the Data pane shows.
 DATA_FIELDS = {("model", "name"), ("model", "max_seq_length")} | {
     ("data", f) for f in ("source", "split", "input_column", "output_column", "template", "instruction",
@@ -68,7 +74,8 @@ class FieldRow(Vertical):
             else:
                 yield Input(_to_text(self.value), id=editor_id, classes="field-editor")
         yield Static(self.help_text, classes="field-help")
-        yield Static("", classes="field-error", id=f"err-{self.section}-{self.name_}")
+        # The error line is mounted when there first is an error: most fields never have one, and every
+        # widget composed costs start-up time (the form is the first thing painted).
 
     def set_value(self, value: Any) -> None:
         editor = self.query_one(f"#f-{self.section}-{self.name_}")
@@ -84,28 +91,48 @@ class FieldRow(Vertical):
         self.show_error("")
 
     def show_error(self, message: str) -> None:
-        self.query_one(f"#err-{self.section}-{self.name_}", Static).update(message)
+        found = self.query(f"#err-{self.section}-{self.name_}")
+        if found:
+            found.first(Static).update(message)
+        elif message:
+            self.mount(Static(message, classes="field-error", id=f"err-{self.section}-{self.name_}"))
         self.set_class(bool(message), "-invalid")
+
+
+class ConfigSection(Vertical):
+    """One section of the form (model, lora, ...): its title and a row per field, from the app's config."""
+
+    DEFAULT_CSS = "ConfigSection { height: auto; }"
+
+    def __init__(self, section: str, id: str | None = None) -> None:
+        super().__init__(id=id)
+        self.section = section
+
+    def compose(self) -> ComposeResult:
+        model: BaseModel = getattr(self.app.config, self.section)  # type: ignore[attr-defined]
+        yield Static(f"[b]{self.section}[/b]  {RunConfig.model_fields[self.section].description or ''}",
+                     classes="section-title")
+        for name, info in type(model).model_fields.items():
+            yield FieldRow(self.section, name, info.annotation, info.description or "", getattr(model, name))
 
 
 class ConfigPane(Vertical):
     BINDINGS = [("ctrl+s", "save", "Save config")]
 
     def compose(self) -> ComposeResult:
-        config: RunConfig = self.app.config  # type: ignore[attr-defined]
         with Horizontal(id="config-bar"):
             yield Input(str(self.app.config_path), id="config-path", placeholder="configs/name.toml")  # type: ignore[attr-defined]
             yield Button("Load", id="config-load")
             yield Button("Save", id="config-save", variant="primary")
             yield Button("Save as", id="config-save-as")
         yield Static("", id="config-message")
-        with VerticalScroll(id="config-form"):
+        with FocusScroll(id="config-form"):
             for section in SECTIONS:
-                model: BaseModel = getattr(config, section)
-                yield Static(f"[b]{section}[/b]  {RunConfig.model_fields[section].description or ''}",
-                             classes="section-title")
-                for name, info in type(model).model_fields.items():
-                    yield FieldRow(section, name, info.annotation, info.description or "", getattr(model, name))
+                if section in DEFERRED_SECTIONS:
+                    yield Deferred(partial(ConfigSection, section, id=f"section-{section}"),
+                                   self.app.deferred_mounted)  # type: ignore[attr-defined]
+                else:
+                    yield ConfigSection(section, id=f"section-{section}")
 
     # -- editing --------------------------------------------------------------------------------
     def _row_of(self, widget_id: str | None) -> tuple[str, str] | None:

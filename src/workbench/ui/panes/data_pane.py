@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.widgets import Button, DataTable, Input, Label, ProgressBar, Select, Static
 
 from workbench.config import ConfigError, config_to_dict, set_field
@@ -16,6 +16,7 @@ from workbench.data import INVALID_KINDS, DatasetStats
 from workbench.protocol import Error, Event, Result, StatsProgress
 from workbench.templates import TEMPLATE_NAMES
 from workbench.tokenview import legend, sample_counts, sample_text
+from workbench.ui.widgets.focus_scroll import FocusScroll
 
 
 class DataPane(Horizontal):
@@ -50,7 +51,7 @@ class DataPane(Horizontal):
                 yield Label("", id="data-position")
             yield Static(legend(), id="data-legend")
             yield Static("", id="data-counts")
-            with VerticalScroll(id="data-sample-scroll"):
+            with FocusScroll(id="data-sample-scroll"):
                 yield Static("Waiting for the engine…", id="data-sample")
         with Vertical(id="data-right"):
             yield Static("[b]Statistics[/b]", id="stats-title")
