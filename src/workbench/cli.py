@@ -233,7 +233,7 @@ def cmd_tui(args: argparse.Namespace, demo: bool = False) -> int:
     try:
         app.run()
     finally:
-        gc.enable()  # the app does it after its first frame; not if it never got there
+        gc.enable()  # the app hands collection back when it closes; not if it failed before that
     return app.return_code or EXIT_OK if app.return_code is not None else EXIT_OK
 
 

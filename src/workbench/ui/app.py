@@ -11,7 +11,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult
 from textual.reactive import reactive
 from textual.widgets import Static, TabbedContent, TabPane
@@ -24,6 +24,7 @@ from workbench.runs import RunDir
 from workbench.textwidth import align_indic_widths
 from workbench.ui.bridge import EngineBridge
 from workbench.ui.commands import PANES, WorkbenchCommands
+from workbench.ui.gc_schedule import IdleCollector
 from workbench.ui.messages import ConfigChanged, EngineEvent
 from workbench.ui.panes.config_pane import DEFERRED_SECTIONS, ConfigPane
 from workbench.ui.widgets.deferred import Deferred
@@ -91,6 +92,7 @@ class WorkbenchApp(App[int]):
         self._panes_pending = {f"{name}-pane" for name in DEFERRED_PANES} | {f"section-{name}" for name in DEFERRED_SECTIONS}
         self._after_panes: list[Callable[[], None]] = []
         self._panes_ready_event = asyncio.Event()
+        self._gc = IdleCollector()
 
     # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -148,16 +150,24 @@ class WorkbenchApp(App[int]):
             # After the first frame: spawning the process costs the first paint about 30 ms, and the
             # engine's own start-up takes seconds either way.
             self.call_after_refresh(self._start_engine)
-        self.call_after_refresh(self._freeze_startup_objects)
+        self.when_panes_ready(self._schedule_gc)
 
-    def _freeze_startup_objects(self) -> None:
+    def _schedule_gc(self) -> None:
         # Start-up leaves a few hundred thousand GC-tracked objects (widgets, styles, imported modules)
         # that live as long as the app, and every full collection walked all of them: full GCs of up to
         # 0.64 s over about 1 M tracked objects were measured, each a visible freeze of the UI. Frozen,
-        # they leave the collector's generations, so a full GC scans only what was made since.
-        if not self._closing:  # on_unmount unfreezes; freezing after it would pin this app's objects
-            gc.freeze()
-        gc.enable()  # `workbench` starts with the collector off (cli.py): start-up makes no garbage worth it
+        # they leave the collector's generations, so a full GC scans only what was made since. From here
+        # on, collections run from a timer, the full ones when the user pauses (gc_schedule.py).
+        if self._closing:  # on_unmount unfreezes; freezing after it would pin this app's objects
+            return
+        gc.freeze()
+        self._gc.start()
+        self.set_interval(0.25, self._gc.tick, name="gc")
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.Key | events.MouseDown):
+            self._gc.user_input()
+        await super().on_event(event)
 
     # -- engine ---------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
@@ -359,6 +369,7 @@ class WorkbenchApp(App[int]):
 
     def on_unmount(self) -> None:
         self._closing = True
+        self._gc.stop()
         gc.unfreeze()  # the frozen objects can be collected again (matters where apps run in one process: tests)
         if self.client is not None:
             self.client.close()
