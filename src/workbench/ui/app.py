@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -70,6 +71,11 @@ class WorkbenchApp(App[int]):
         start_engine: bool = True,
     ) -> None:
         super().__init__()
+        # No animations unless the user asks (TEXTUAL_ANIMATIONS=basic|full): over SSH every animation
+        # frame is bytes on the wire, and the tab underline's slide alone cost ~9 ms of UI time per pane
+        # switch while training.
+        if "TEXTUAL_ANIMATIONS" not in os.environ:
+            self.animation_level = "none"
         self.config_path = Path(config_path)
         self.config_error = ""
         try:
@@ -93,6 +99,8 @@ class WorkbenchApp(App[int]):
         self._after_panes: list[Callable[[], None]] = []
         self._panes_ready_event = asyncio.Event()
         self._gc = IdleCollector()
+        self._tabbed: TabbedContent | None = None
+        self._focus_targets: dict[str, Any] = {}
 
     # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -138,7 +146,13 @@ class WorkbenchApp(App[int]):
         for callback in callbacks:
             callback()
         # A pane opened before its widgets existed got no focus; give it now.
-        self._focus_pane(self.query_one("#panes", TabbedContent).active)
+        self._focus_pane(self._tabs().active)
+
+    def _tabs(self) -> TabbedContent:
+        # Kept, not queried: a query walks the whole DOM (~450 widgets), milliseconds on every key.
+        if self._tabbed is None:
+            self._tabbed = self.query_one("#panes", TabbedContent)
+        return self._tabbed
 
     def on_mount(self) -> None:
         self.screen.set_class(self.size.width < self.NARROW_BELOW, "narrow")
@@ -333,7 +347,7 @@ class WorkbenchApp(App[int]):
 
     # -- actions --------------------------------------------------------------------------------
     def action_pane(self, pane: str) -> None:
-        self.query_one("#panes", TabbedContent).active = pane
+        self._tabs().active = pane
         self._focus_pane(pane)
 
     # Where the keyboard goes when a pane opens: never into a text box, where the pane's own keys
@@ -351,15 +365,22 @@ class WorkbenchApp(App[int]):
         # Focus at once: if the focus stayed on a widget of the pane just hidden, Textual would move it
         # to a neighbour there, and focusing a widget in a hidden tab switches back to that tab.
         selector = self.FOCUS_ON_OPEN.get(pane)
-        # query, not query_one: while the app shuts down, TabbedContent activates a tab whose pane is
-        # already removed (a NoMatches at exit, seen when quitting right after a pane switch).
-        for widget in self.query(selector).results() if selector else ():
-            widget.focus(scroll_visible=False)
-            break
+        if not selector:
+            return
+        widget = self._focus_targets.get(pane)
+        if widget is None or not widget.is_attached:
+            # query, not query_one: while the app shuts down, TabbedContent activates a tab whose pane
+            # is already removed (a NoMatches at exit, seen when quitting right after a pane switch).
+            # The result is kept: a query walks the whole DOM, milliseconds on every pane switch.
+            widget = next(iter(self.query(selector).results()), None)
+            if widget is None:
+                return
+            self._focus_targets[pane] = widget
+        widget.focus(scroll_visible=False)
 
     def action_leave_field(self) -> None:
         """Esc: out of a text box, back to the pane, so digits and letters act as keys again."""
-        self._focus_pane(self.query_one("#panes", TabbedContent).active)
+        self._focus_pane(self._tabs().active)
 
     def action_help(self) -> None:
         # Imported here, not at start-up: its Markdown widget pulls in pygments and markdown-it (40 ms).

@@ -5,7 +5,9 @@ key: measured while the engine trains, a third of the pane switches had a full c
 56 ms each, on top of a ~55 ms switch). The UI turns automatic collection off and calls `tick()` from a
 timer instead: young generations are collected on every tick (cheap), the full collection only when no
 key has been pressed for `quiet_s`, and in any case after `max_full_interval_s`, so memory held by
-reference cycles stays bounded however busy the user is. Plain Python, no Textual: testable alone.
+reference cycles stays bounded however busy the user is: Textual's layouts leave cycles behind (about
+1,200 objects per pane switch, measured), and a full collection's pause grows with what it has to walk
+(about 0.6 ms per 1,000 objects here). Plain Python, no Textual: testable alone.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ class IdleCollector:
         self,
         quiet_s: float = 0.5,
         full_interval_s: float = 10.0,
-        max_full_interval_s: float = 120.0,
+        max_full_interval_s: float = 20.0,
         clock: Callable[[], float] = time.monotonic,
         collect: Callable[[int], int] = gc.collect,
     ) -> None:

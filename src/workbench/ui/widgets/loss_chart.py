@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+from textual.app import RenderResult
 from textual_plotext import PlotextPlot
 
 
@@ -46,6 +47,8 @@ class LossChart(PlotextPlot):
         self.eval_losses: list[float] = []
         self._seen: set[int] = set()
         self._dirty = True
+        self._version = 0  # bumped by replot(): the drawing's input changed
+        self._drawn: tuple[object, RenderResult] | None = None
 
     def on_mount(self) -> None:
         self.set_interval(0.25, self._maybe_replot)  # a few Hz, however fast the points arrive
@@ -74,8 +77,17 @@ class LossChart(PlotextPlot):
         if self._dirty:
             self.replot()
 
+    def render(self) -> RenderResult:
+        # Building the plot and parsing its ANSI output takes 10-20 ms; Textual asks again whenever the
+        # widget is shown or laid out (every switch to the Train pane), mostly for the same picture.
+        key = (self.size, self._version, self.app.theme)
+        if self._drawn is None or self._drawn[0] != key:
+            self._drawn = (key, super().render())
+        return self._drawn[1]
+
     def replot(self) -> None:
         self._dirty = False
+        self._version += 1
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
