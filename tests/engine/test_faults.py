@@ -118,3 +118,13 @@ def test_invalid_rows_need_consent(demo_config, tmp_path):
     accepted = train_cli(cfg, tmp_path / "runs" / "accepted", "--skip-bad-rows")
     assert accepted.returncode == 0, accepted.stdout[-2000:]
     assert "Skipping 2 invalid rows" in accepted.stdout
+
+
+def test_packing_that_unsloth_refuses_is_reported(small, demo_config, tmp_path):
+    demo_config.data.packing = True
+    config = small(max_steps=2, save_steps=100)
+    run = tmp_path / "run"
+    result = train_cli(config, run)
+    assert result.returncode == 0, result.stderr[-2000:]
+    said = [e.message for e in RunDir(run).events() if isinstance(e, Status)]
+    assert any("Packing is off" in m and "gemma2" in m for m in said), said

@@ -7,6 +7,7 @@ built here, and the full traceback goes to the engine's log file for whoever deb
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 
@@ -66,7 +67,10 @@ def explain(
         if seq:
             size += f", max_seq_length {seq}"
         size += _gpu_memory()
-        first = text.splitlines()[0] if text else "CUDA out of memory"
+        # torch's message runs to a paragraph about allocator settings; what the user needs is the size.
+        asked = re.search(r"Tried to allocate ([\d.]+ [KMGT]i?B)", text)
+        first = (f"CUDA out of memory (tried to allocate {asked.group(1)})" if asked
+                 else text.splitlines()[0].split(". ")[0] if text else "CUDA out of memory")
         return Explained(
             "oom",
             f"The GPU ran out of memory{size}: {first}",
