@@ -346,6 +346,23 @@ def arm_bare(cache: Path, shape: str) -> None:
     summarize("C bare unsloth script", meter.times, meter.tokens, fpt(mdir, mean_len(ds)), {"batch": BATCH})
 
 
+def base_parser() -> argparse.ArgumentParser:
+    """The options every GPU benchmark script takes."""
+    p = argparse.ArgumentParser()
+    p.add_argument("--cache", "--out", dest="cache", default=".gpucache")
+    p.add_argument("--shape", default="9b", choices=sorted(SHAPES))
+    return p
+
+
+def boot_engine() -> None:
+    """The engine's process set-up for the scripts that train: src importable, unsloth imported first."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    os.environ.setdefault("UNSLOTH_BLOCK_COMPILE", "0")
+    from workbench.engine.boot import boot
+
+    boot()
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("what", choices=["build", "plain", "unsloth", "packing"])

@@ -13,9 +13,7 @@ Build the model and data first with `gpu_bench.py build`.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 import threading
 import time
@@ -59,19 +57,13 @@ def attempt(cache: Path, shape: str, retry: bool, batch: int, steps: int) -> Non
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--cache", default=".gpucache")
-    p.add_argument("--shape", default="9b")
+    p = gb.base_parser()
     p.add_argument("--cap-gib", type=float, default=10.0)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--steps", type=int, default=2)
     a = p.parse_args()
     cache = Path(a.cache).resolve()
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    os.environ.setdefault("UNSLOTH_BLOCK_COMPILE", "0")
-    from workbench.engine.boot import boot
-
-    boot()
+    gb.boot_engine()
     import torch
 
     total = torch.cuda.get_device_properties(0).total_memory

@@ -12,10 +12,8 @@ Build the model and data first with `gpu_bench.py build`.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
-import os
 import sys
 import threading
 import time
@@ -90,17 +88,11 @@ def arm_c(cache: Path, shape: str, measure: int, position: int) -> dict[str, Any
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--cache", default=".gpucache")
-    p.add_argument("--shape", default="9b")
+    p = gb.base_parser()
     p.add_argument("--measure", type=int, default=20)
     a = p.parse_args()
     cache = Path(a.cache).resolve()
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-    os.environ.setdefault("UNSLOTH_BLOCK_COMPILE", "0")
-    from workbench.engine.boot import boot
-
-    boot()
+    gb.boot_engine()
     gb.log("warm-up arm (C, discarded): pays the kernel compile")
     arm_c(cache, a.shape, 2, 0)
     results = []

@@ -13,7 +13,6 @@ each prints one RESULT line with tokens/s (real tokens), s/step, peak reserved m
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import threading
@@ -59,9 +58,7 @@ def engine_variant(cache: Path, shape: str, name: str, measure: int) -> None:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--cache", default=".gpucache")
-    p.add_argument("--shape", default="9b")
+    p = gb.base_parser()
     p.add_argument("--variants", default="b2,b2-nogc,b8-pack,b8-pack-nogc")
     p.add_argument("--measure", type=int, default=10)
     p.add_argument("--plain", default="", help="run B (plain HF) at this micro-batch instead, e.g. b8")
@@ -74,9 +71,7 @@ def main() -> None:
         gb.MEASURE = a.measure
         gb.arm_plain(cache, a.shape, chat=False)
         return
-    from workbench.engine.boot import boot
-
-    boot()
+    gb.boot_engine()
     for name in a.variants.split(","):
         gb.log(f"variant {name}")
         engine_variant(cache, a.shape, name, a.measure)
