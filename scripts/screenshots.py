@@ -76,6 +76,7 @@ async def main() -> None:
         await pilot.click("#save-button")
         await wait_for(pilot, lambda: "Saved" in str(app.query_one("#save-message").render()), 120, "save")
         app.query_one("#runs-table").focus()
+        await wait_for(pilot, lambda: app.query_one("#save-pane").runs_shown(), 30, "runs list")  # read in a thread
         await pilot.pause(0.5)
         shot("5-save-runs")
         await pilot.press("f1")

@@ -71,6 +71,7 @@ async def test_demo_end_to_end(demo_config_path: Path, tmp_path: Path):
         await wait_for(pilot, lambda: "Saved" in static_text(app, "#save-message"), 30, "save message")
         assert (target / "chat_template.jinja").exists()
         runs = app.pane(SavePane)
+        listed = runs.runs_listed
         runs.action_refresh_runs()
-        await pilot.pause()
+        await wait_for(pilot, lambda: runs.runs_listed > listed, 30, "the runs list read")
         assert runs.runs_shown(), "the run is listed"

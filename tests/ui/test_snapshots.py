@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 
 from tests.ui import scenarios
-from tests.ui.conftest import FakeNvml
+from tests.ui.conftest import FakeNvml, wait_for
 from workbench.config import load_config, save_config
 from workbench.gpu import sample_gpus
 from workbench.ui.app import WorkbenchApp
 from workbench.ui.panes.chat_pane import ChatPane, Reply
 from workbench.ui.panes.data_pane import DataPane
+from workbench.ui.panes.save_pane import SavePane
 from workbench.ui.panes.train_pane import TrainPane
 from workbench.ui.widgets.gpu_panel import HISTORY, GpuGauge, GpuPanel
 
@@ -128,6 +129,7 @@ def test_save_and_runs_pane(snap_compare, snap_app, tmp_path):
         await _ready(app, pilot)
         app.action_pane("save")
         await pilot.pause()
+        await wait_for(pilot, lambda: app.pane(SavePane).runs_shown(), 10, "the runs list")
         app.query_one("#save-path").value = "runs/tiny-gemma2-20261128-101500/export-lora"
         app.query_one("#runs-table").focus()
         await pilot.pause()
