@@ -468,3 +468,13 @@ async def measure_key_latency(app: Any, pilot: Any, keys: dict[str, str], presse
             on_sample(i)
         await asyncio.sleep(rng.uniform(*gap_s))
     return samples
+
+
+def add_what_if_arguments(ap: Any) -> None:
+    """The what-if probes shared by key_latency.py and loss_chart_10k.py (first session's diagnosis; the
+    app has since made both changes itself, so on the current code they change nothing)."""
+    ap.add_argument("--what-if-footer-fix", action="store_true",
+                    help="what-if: drop the Footer's stale 'compact' watchers after each recompose (Textual #6666)")
+    ap.add_argument("--what-if-gc-freeze", action="store_true",
+                    help="what-if: gc.collect(); gc.freeze() just before the key presses (start-up objects are "
+                         "then never traversed by full collections)")

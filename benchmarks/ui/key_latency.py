@@ -61,6 +61,7 @@ from _common import (
     DEMO_CONFIG,
     ROOT,
     GcPauses,
+    add_what_if_arguments,
     bench_env,
     count_footer_recomposes,
     cpu_busy,
@@ -318,11 +319,7 @@ def main() -> None:
     ap.add_argument("--engine-nice", type=int, default=0, help="what-if: renice the engine's threads")
     ap.add_argument("--engine-threads", type=int, default=0, help="what-if: OMP_NUM_THREADS for the engine")
     ap.add_argument("--name", default="key_latency", help="results file name")
-    ap.add_argument("--what-if-footer-fix", action="store_true",
-                    help="what-if: drop the Footer's stale 'compact' watchers after each recompose (Textual #6666)")
-    ap.add_argument("--what-if-gc-freeze", action="store_true",
-                    help="what-if: gc.collect(); gc.freeze() just before the key presses (start-up objects are "
-                         "then never traversed by full collections)")
+    add_what_if_arguments(ap)
     args = ap.parse_args()
 
     busy = cpu_busy(1.0)

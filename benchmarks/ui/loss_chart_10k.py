@@ -51,6 +51,7 @@ from _common import (
     DEMO_CONFIG,
     ROOT,
     GcPauses,
+    add_what_if_arguments,
     count_footer_recomposes,
     cpu_busy,
     footer_watchers,
@@ -294,11 +295,7 @@ def main() -> None:
     ap.add_argument("--presses", type=int, default=200)
     ap.add_argument("--feed-rate", type=float, default=10.0, help="points per second during (c2)")
     ap.add_argument("--name", default="loss_chart_10k", help="results file name")
-    ap.add_argument("--what-if-footer-fix", action="store_true",
-                    help="what-if: drop the Footer's stale 'compact' watchers after each recompose (Textual #6666)")
-    ap.add_argument("--what-if-gc-freeze", action="store_true",
-                    help="what-if: gc.collect(); gc.freeze() just before the key presses (start-up objects are "
-                         "then never traversed by full collections)")
+    add_what_if_arguments(ap)
     args = ap.parse_args()
     busy = cpu_busy(1.0)
     with tempfile.TemporaryDirectory(prefix="wb-chart-10k-") as tmp:

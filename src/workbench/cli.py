@@ -230,10 +230,7 @@ def cmd_tui(args: argparse.Namespace, demo: bool = False) -> int:
     from workbench.ui.app import WorkbenchApp
 
     app = WorkbenchApp(config_path=config_path, attach=getattr(args, "run", None))
-    try:
-        app.run()
-    finally:
-        gc.enable()  # the app hands collection back when it closes; not if it failed before that
+    app.run()  # the GC comes back on when the app closes (or in workbench.launch, if it never started)
     return app.return_code or EXIT_OK if app.return_code is not None else EXIT_OK
 
 
@@ -291,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_tui(args)
         if args.command == "demo":
             return cmd_tui(args, demo=True)
-        gc.enable()
+        gc.enable()  # workbench.launch turned it off for start-up; only the TUI takes it over itself
         handler = {"train": cmd_train, "preview": cmd_preview, "gpus": cmd_gpus, "runs": cmd_runs,
                    "attach": cmd_attach}[args.command]
         return handler(args)

@@ -3,8 +3,8 @@
 Start-up allocates long-lived objects only (modules, then the TUI's widgets and styles), so collecting
 while they are made is wasted time: about 20 ms of the TUI's first paint on a 2-core machine.
 `cli.main` turns the collector back on for every command but the TUI, which freezes the start-up
-objects once its panes are built and then collects from a timer (`workbench.ui.gc_schedule`). It also spares
-pydantic's plugin discovery (see below).
+objects once its panes are built and then collects from a timer (`workbench.ui.gc_schedule`).
+It also spares pydantic's plugin discovery (see below).
 """
 
 from __future__ import annotations

@@ -7,16 +7,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from textual.containers import Horizontal
+from textual.widgets import Static, Switch
 
 from tests.ui import scenarios
 from tests.ui.conftest import FakeNvml, wait_for
 from workbench.config import load_config, save_config
 from workbench.gpu import sample_gpus
 from workbench.ui.app import WorkbenchApp
-from workbench.ui.panes.chat_pane import ChatPane, Reply
-from workbench.ui.panes.data_pane import DataPane
-from workbench.ui.panes.save_pane import SavePane
-from workbench.ui.panes.train_pane import TrainPane
+from workbench.ui.panes.chat_pane import Reply
 from workbench.ui.widgets.gpu_panel import HISTORY, GpuGauge, GpuPanel
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,6 +42,15 @@ async def _ready(app: WorkbenchApp, pilot) -> None:
     await pilot.pause()
 
 
+async def _open(pilot, name: str):
+    """The app ready, on pane `name`; returns that pane."""
+    app = pilot.app
+    await _ready(app, pilot)
+    app.action_pane(name)
+    await pilot.pause()
+    return app.pane(name)
+
+
 def test_config_pane(snap_compare, snap_app):
     async def before(pilot):
         await _ready(pilot.app, pilot)
@@ -62,10 +70,7 @@ def test_config_pane_80x24_with_an_error(snap_compare, snap_app):
 def test_data_pane_devanagari(snap_compare, snap_app):
     async def before(pilot):
         app = pilot.app
-        await _ready(app, pilot)
-        app.action_pane("data")
-        await pilot.pause()
-        pane = app.pane(DataPane)
+        pane = await _open(pilot, "data")
         pane._on_preview(scenarios.preview_result(app.config, 3))
         pane._on_stats(scenarios.stats_result(app.config))
         await pilot.pause()
@@ -74,11 +79,7 @@ def test_data_pane_devanagari(snap_compare, snap_app):
 
 def test_train_pane(snap_compare, snap_app, tmp_path):
     async def before(pilot):
-        app = pilot.app
-        await _ready(app, pilot)
-        app.action_pane("train")
-        await pilot.pause()
-        pane = app.pane(TrainPane)
+        pane = await _open(pilot, "train")
         for event in scenarios.training_events(str(tmp_path / "runs" / "demo")):
             pane.handle_event(event)
         await pilot.pause(1.5)  # GPU samples (fake NVML, 1 Hz) and a chart redraw
@@ -96,19 +97,11 @@ def test_train_pane(snap_compare, snap_app, tmp_path):
 
 def test_chat_pane_side_by_side(snap_compare, snap_app):
     async def before(pilot):
-        app = pilot.app
-        await _ready(app, pilot)
-        app.action_pane("chat")
-        await pilot.pause()
-        pane = app.pane(ChatPane)
-        from textual.widgets import Static, Switch
-
+        pane = await _open(pilot, "chat")
         pane.query_one("#chat-compare", Switch).value = True
         transcript = pane.query_one("#chat-transcript")
         await transcript.mount(Static("you\nसीमा: कल सुबह 10 बजे डॉक्टर के पास चलना है।\nराकेश: ठीक है, मैं गाड़ी ले आऊँगा।",
                                       classes="chat-user"))
-        from textual.containers import Horizontal
-
         row = Horizontal(classes="chat-replies")
         await transcript.mount(row)
         tuned = Reply("tuned model", classes="chat-reply tuned")
@@ -126,10 +119,8 @@ def test_save_and_runs_pane(snap_compare, snap_app, tmp_path):
     async def before(pilot):
         app = pilot.app
         scenarios.finished_run(Path(app.config.output.runs_dir))
-        await _ready(app, pilot)
-        app.action_pane("save")
-        await pilot.pause()
-        await wait_for(pilot, lambda: app.pane(SavePane).runs_shown(), 10, "the runs list")
+        pane = await _open(pilot, "save")
+        await wait_for(pilot, lambda: pane.runs_shown(), 10, "the runs list")
         app.query_one("#save-path").value = "runs/tiny-gemma2-20261128-101500/export-lora"
         app.query_one("#runs-table").focus()
         await pilot.pause()

@@ -422,9 +422,9 @@ FIRST_CLIENT_WAIT_S = 120.0
 milliseconds of the socket appearing), and an engine with no run must not hold memory forever."""
 
 
-def serve_socket(engine: Engine, path: str, idle_exit: bool = True, first_client_wait_s: float | None = None) -> None:
+def serve_socket(engine: Engine, path: str, idle_exit: bool = True,
+                 first_client_wait_s: float = FIRST_CLIENT_WAIT_S) -> None:
     """Accept clients one at a time until shut down (or idle with no client, when idle_exit)."""
-    wait_s = FIRST_CLIENT_WAIT_S if first_client_wait_s is None else first_client_wait_s
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -465,7 +465,7 @@ def serve_socket(engine: Engine, path: str, idle_exit: bool = True, first_client
                 conn, _ = server.accept()
             except TimeoutError:
                 idle = not active and not engine.training and not engine._model_lock.locked()
-                if idle_exit and idle and (client_seen.is_set() or time.monotonic() - listening_since > wait_s):
+                if idle_exit and idle and (client_seen.is_set() or time.monotonic() - listening_since > first_client_wait_s):
                     break
                 continue
             client_seen.set()

@@ -20,8 +20,8 @@ from workbench.templates import GEMMA_CHAT_JINJA
 TINY_MODEL_NAME = "builtin:tiny-gemma2"
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
 VOCAB_SIZE = 8000  # large enough that Devanagari samples stay a few hundred tokens long
-BUILD_VERSION = "5"
-PRETRAIN_STEPS = 250  # bump when the recipe below changes, so caches rebuild
+BUILD_VERSION = "5"  # bump when the recipe below changes, so caches rebuild
+PRETRAIN_STEPS = 250
 
 
 def cache_root() -> Path:

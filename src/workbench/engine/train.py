@@ -8,6 +8,7 @@ pre-tokenized with a `completion_mask`, so what the Data pane shows is exactly w
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -34,8 +35,6 @@ INJECT_OOM_ENV = "WORKBENCH_INJECT_OOM_AT_STEP"  # fires only while the micro-ba
 
 
 def _injected_step(name: str) -> int:
-    import os
-
     try:
         return int(os.environ.get(name, "0"))
     except ValueError:
@@ -226,6 +225,8 @@ def _trainer_class() -> Any:
     import torch
     from trl import SFTTrainer
 
+    oom_at, nan_at = _injected_step(INJECT_OOM_ENV), _injected_step(INJECT_NAN_ENV)  # read once, not per micro-batch
+
     class WorkbenchTrainer(SFTTrainer):  # type: ignore[misc, valid-type]
         """SFTTrainer that remembers whether any micro-batch's raw loss was not finite.
 
@@ -238,14 +239,14 @@ def _trainer_class() -> Any:
 
         def training_step(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
             step = self.state.global_step + 1
-            if step == _injected_step(INJECT_OOM_ENV) and self.args.per_device_train_batch_size > 1:
+            if step == oom_at and self.args.per_device_train_batch_size > 1:
                 raise torch.OutOfMemoryError(
                     f"CUDA out of memory (injected at step {step}). Tried to allocate 2.00 GiB")
             mask = inputs.get("attention_mask")
             real = mask.sum() if mask is not None else torch.tensor(inputs["input_ids"].numel())
             self._wb_tokens = real if self._wb_tokens is None else self._wb_tokens + real
             loss = super().training_step(model, inputs, *args, **kwargs)
-            if step == _injected_step(INJECT_NAN_ENV):
+            if step == nan_at:
                 loss = loss * float("nan")
             bad = ~torch.isfinite(loss.detach()).all()
             self._wb_nonfinite = bad if self._wb_nonfinite is None else (self._wb_nonfinite | bad)

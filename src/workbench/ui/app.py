@@ -19,7 +19,7 @@ from textual.widgets import Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from workbench.client import EngineClient, StartAborted
-from workbench.config import ConfigError, RunConfig, load_config
+from workbench.config import ConfigError, RunConfig, config_to_dict, load_config
 from workbench.protocol import Done, Error, Event, Hello, State
 from workbench.runs import RunDir
 from workbench.textwidth import align_indic_widths
@@ -121,11 +121,6 @@ class WorkbenchApp(App[int]):
     def pane(self, kind: type[Any] | str) -> Any:
         """A pane by class or by name ("config", "data", "train", "chat", "save")."""
         return self.query_one(f"#{kind}-pane") if isinstance(kind, str) else self.query_one(kind)
-
-    @property
-    def panes_ready(self) -> bool:
-        """Every deferred pane and form section is mounted (a few frames after start)."""
-        return not self._panes_pending
 
     async def panes_mounted(self) -> None:
         """Wait until every deferred pane is built (for tests and scripts that drive the app)."""
@@ -241,8 +236,7 @@ class WorkbenchApp(App[int]):
             self.device = event.device
             self.engine_ready = True
             self.set_engine_state("ready")
-            for pane in (self.pane("data"),):
-                pane.engine_ready()
+            self.pane("data").engine_ready()
         elif isinstance(event, State):
             self.set_engine_state(event.state, event.detail)
         elif isinstance(event, Error) and event.type == "engine_gone":
@@ -325,8 +319,6 @@ class WorkbenchApp(App[int]):
         """What the Save pane saves: an opened past run's adapter (with its own config), or the engine's model."""
         if not self.opened_adapter:
             return {}
-        from workbench.config import config_to_dict
-
         run_config = Path(self.opened_adapter).parent / "config.toml"
         try:
             config = load_config(run_config)
