@@ -85,3 +85,17 @@ async def test_a_fresh_start_is_not_unsaved(demo_config_path: Path):
         await pilot.pause(0.5)
         assert not app.dirty
         assert "unsaved" not in text_of(app, "#status-bar")
+
+
+async def test_esc_leaves_the_chat_box_so_digits_switch_panes(demo_config_path: Path):
+    app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.panes_mounted()
+        await pilot.press("4")
+        await pilot.pause()
+        assert app.focused is not None and app.focused.id == "chat-input", "the chat pane opens in its input"
+        await pilot.press("escape")
+        await pilot.press("2")
+        await pilot.pause()
+        assert app.query_one("#panes").active == "data"
+        assert "2" not in app.query_one("#chat-input").text

@@ -130,8 +130,12 @@ class ChatPane(Vertical):
         self.query_one("#chat-status", Static).update(Text(f"{error.message} {error.hint}", style="red"))
 
     def action_cancel(self) -> None:
+        """Esc: stop the reply being generated; with none, leave the input box (the chat pane opens in
+        it), so that the digits and keys act again instead of being typed."""
         if self._request:
             self.app.bridge.request("cancel", {"target": self._request})  # type: ignore[attr-defined]
+        else:
+            self.query_one("#chat-transcript").focus(scroll_visible=False)
 
     @on(Button.Pressed, "#chat-cancel")
     def _cancel(self) -> None:
