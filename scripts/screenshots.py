@@ -59,7 +59,7 @@ async def main() -> None:
         await pilot.press("3")
         await pilot.click("#train-start")
         await wait_for(pilot, lambda: app.pane(TrainPane).last_done is not None, 600, "training")
-        app.query_one(LossChart).replot()
+        app.query_one(LossChart).draw_now()  # the whole curve, drawn before the shot
         await pilot.pause(1.5)
         shot("3-train")
         await pilot.press("4")

@@ -300,31 +300,35 @@ class GcPauses:
 
 
 def footer_watchers(app: Any) -> dict[str, int]:
-    """Entries Textual keeps in the Footer's `compact` watcher list (one per FooterKey ever composed, see
-    Textual issue #6666) vs the FooterKeys actually in the footer now, and the objects the GC tracks."""
+    """Objects the GC tracks, and the footer's widgets: the app's one-widget `KeyBar`, or, in an app that
+    uses Textual's `Footer`, the entries of its `compact` watcher list (one per FooterKey ever composed,
+    Textual issue #6666) against the FooterKeys in it now."""
     import gc
 
     from textual.widgets import Footer
 
-    try:
-        footer = app.query_one(Footer)
-    except Exception:
-        return {}
-    watchers = getattr(footer, "__watchers", {}).get("compact", [])
-    return {"footer_compact_watchers": len(watchers), "footer_keys_live": len(footer.children),
-            "gc_tracked_objects": len(gc.get_objects())}
+    out = {"gc_tracked_objects": len(gc.get_objects())}
+    footers = app.query(Footer)
+    if footers:
+        footer = footers.first()
+        watchers = getattr(footer, "__watchers", {}).get("compact", [])
+        out.update(footer_compact_watchers=len(watchers), footer_keys_live=len(footer.children))
+    return out
 
 
 def count_footer_recomposes(app: Any, prune_watchers: bool = False) -> list[int]:
-    """Count the Footer's recomposes (it rebuilds all its FooterKeys whenever the screen's bindings are
-    refreshed: every focus change). Wraps the instance's method; behaviour is unchanged unless
-    `prune_watchers` (a what-if, off by default): then, after each recompose, the Footer's `compact`
-    watcher entries of FooterKeys no longer in the DOM are dropped -- what a fix of Textual issue #6666,
-    or a Footer subclass in the app, would do -- so the replaced FooterKeys can be freed."""
+    """Count the rebuilds of a Textual `Footer` (it rebuilds all its FooterKeys whenever the screen's
+    bindings are refreshed: every focus change); stays 0 for the app's `KeyBar`, which never rebuilds.
+    Wraps the instance's method; behaviour is unchanged unless `prune_watchers` (a what-if, off by
+    default): then, after each recompose, the Footer's `compact` watcher entries of FooterKeys no longer
+    in the DOM are dropped (what a fix of Textual issue #6666 would do)."""
     from textual.widgets import Footer
 
     counter = [0]
-    footer = app.query_one(Footer)
+    footers = app.query(Footer)
+    if not footers:
+        return counter
+    footer = footers.first()
     original = footer.recompose
 
     async def recompose() -> None:

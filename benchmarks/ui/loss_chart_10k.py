@@ -18,12 +18,12 @@ any timing.
     compared). Then the time until the next frame that shows them (the chart's 4 Hz timer replots).
     Also (a2): `TrainPane.replay(run_dir)` of a run folder whose events.jsonl holds the same 10,000
     points (what opening a past run or re-attaching does).
-(b) `LossChart.replot()` at 100, 1,000 and 10,000 points (the chart's history set directly), median of
-    `--repeats` (20) calls. replot() only rebuilds the plotext figure; the drawing happens when Textual
-    renders the widget, so also timed: `LossChart.render()` after a replot (plotext build + ANSI parse),
-    and replot() -> the next frame on screen (wall time, includes waiting for Textual's refresh timer).
-    The number of points handed to plotext per series is recorded (drawing is downsampled; history is
-    not), and len(chart.steps) == points is checked.
+(b) At 100, 1,000 and 10,000 points (the chart's history set directly), median of `--repeats` (20):
+    `LossChart.replot()` (it only marks the history changed); `LossChart.draw_now()`, the whole drawing
+    (downsample, plotext build, ANSI parse) on the calling thread; and replot() -> the first frame that
+    shows the new drawing, which the chart makes in its background thread (wall time, plus the UI
+    thread's CPU time in that window). The number of points handed to plotext per series is recorded
+    (drawing is downsampled; history is not), and len(chart.steps) == points is checked.
 --what-if-gc-freeze (off by default) calls gc.freeze() before (c). --what-if-footer-fix (off by default) drops the Footer's stale watchers after each recompose, to measure
 what a fix of the Footer leak would give (see _common.count_footer_recomposes).
 (c) key-to-render latency with 10,000 points in the chart: keys "2" (Data) / "3" (Train) in turn,
@@ -122,29 +122,25 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         chart = app.query_one(LossChart)
         result["chart_size"] = list(chart.size)
 
-        # Record how many points each replot hands to plotext (per series).
-        plotted: list[list[int]] = []
+        # When each replot happened (the chart's 4 Hz timer calls it while there are new points).
         replot_times: list[float] = []
-        orig_plot = chart.plt.plot
-
-        def counting_plot(*a: Any, **k: Any) -> Any:
-            if plotted is not None and a:
-                plotted[-1].append(len(a[0]))
-            return orig_plot(*a, **k)
-
-        chart.plt.plot = counting_plot  # type: ignore[method-assign]
         orig_replot = chart.replot
 
-        def counting_replot() -> None:
-            plotted.append([])
+        def timed_replot() -> None:
             orig_replot()
             replot_times.append(time.perf_counter())
 
-        chart.replot = counting_replot  # type: ignore[method-assign]
+        chart.replot = timed_replot  # type: ignore[method-assign]
+
+        def drawn_per_series() -> int | None:
+            return chart.drawing.points_per_series if chart.drawing else None
+
+        def showing_current() -> bool:
+            return chart.drawing is not None and chart.drawing.version == chart._version
 
         # (a) ingest ------------------------------------------------------------------------------
         train.handle_event(start)
-        replots_before = len(plotted)
+        replots_before = len(replot_times)
         per_call: list[float] = []
         pc = time.perf_counter
         t0 = pc()
@@ -154,11 +150,12 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             per_call.append(pc() - t)
         t1 = pc()
         t_frame = await frame_after(app, t1)
-        # the chart's 4 Hz timer replots (it is dirty): wait for that replot, then for its frame
+        # the chart's 4 Hz timer replots (it is dirty): wait for that replot, then for the first frame that
+        # shows its drawing (made in the chart's background thread)
         deadline = time.monotonic() + 5
         while len(replot_times) <= replots_before and time.monotonic() < deadline:
             await asyncio.sleep(0.005)
-        t_replotted = await frame_after(app, replot_times[-1])
+        t_replotted = (await asyncio.wait_for(app.wait_frame(showing_current), 10))[0]
         k = min(1000, n // 2)
         result["ingest"] = {
             "total_s": t1 - t0,
@@ -169,11 +166,11 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             "to_frame_with_replot_s": t_replotted - t1,
             "points_kept": len(chart.steps),
             "all_points_kept": len(chart.steps) == n,
-            "points_drawn_per_series": plotted[-1] if plotted else None,
+            "points_drawn_per_series": drawn_per_series(),
             "log_lines_kept": len(app.query_one("#train-log").lines),
         }
         print(f"(a) ingest {n} points: {t1 - t0:.2f} s ({statistics.fmean(per_call) * 1e3:.2f} ms/point); "
-              f"kept {len(chart.steps)}; drawn per series {plotted[-1] if plotted else '?'}", flush=True)
+              f"kept {len(chart.steps)}; drawn per series {drawn_per_series()}", flush=True)
 
         # (a2) replay of a 10k-step run folder ---------------------------------------------------------
         run = RunDir.create(workdir / "runs", "synthetic")
@@ -204,36 +201,40 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         print(f"(a2) replay of a {count}-event run: {t1 - t0:.2f} s, UI thread {shown.get('ui_s', 0):.3f} s",
               flush=True)
 
-        # (b) replot / render at 100, 1k, 10k ----------------------------------------------------------
+        # (b) replot / drawing at 100, 1k, 10k --------------------------------------------------------
         full_steps, full_losses = list(chart.steps), list(chart.losses)
         result["replot"] = {}
         for size in (100, 1000, n):
             chart.steps, chart.losses = full_steps[:size], full_losses[:size]
             chart.replot()
-            await frame_after(app, pc())
-            rep, ren, frame = [], [], []
+            await asyncio.wait_for(app.wait_frame(showing_current), 10)
+            rep, ren, frame, ui = [], [], [], []
             for _ in range(3):  # warm-up (plotext / Textual caches), not counted
-                chart.replot()
-                chart.render()
+                chart.draw_now()
             for _ in range(args.repeats):
                 t = pc()
                 chart.replot()
                 rep.append(pc() - t)
                 t = pc()
-                chart.render()
+                chart.draw_now()  # the whole drawing (downsample, plotext build, ANSI parse) on this thread
                 ren.append(pc() - t)
+            await asyncio.wait_for(app.wait_frame(showing_current), 10)
             for _ in range(args.repeats):
-                await asyncio.sleep(0.03)
-                fut = app.wait_frame(lambda: True)
-                t = pc()
-                chart.replot()
-                frame.append((await asyncio.wait_for(fut, 10))[0] - t)
+                await asyncio.sleep(0.1)
+                fut = app.wait_frame(showing_current)
+                t, c = pc(), time.thread_time()
+                chart.replot()  # drawn in the chart's thread; the frame comes when it is ready
+                t_frame, c_frame = await asyncio.wait_for(fut, 10)
+                frame.append(t_frame - t)
+                ui.append(c_frame - c)
             result["replot"][str(size)] = {
-                "replot_s": summarize(rep), "render_s": summarize(ren), "replot_to_frame_s": summarize(frame),
-                "points_drawn_per_series": plotted[-1], "points_kept": len(chart.steps)}
-            print(f"(b) {size:>6} points: replot {statistics.median(rep) * 1e3:.2f} ms, render "
-                  f"{statistics.median(ren) * 1e3:.2f} ms, replot->frame {statistics.median(frame) * 1e3:.1f} ms, "
-                  f"drawn per series {plotted[-1]}", flush=True)
+                "replot_s": summarize(rep), "draw_s": summarize(ren), "replot_to_frame_s": summarize(frame),
+                "replot_to_frame_ui_thread_cpu_s": summarize(ui),
+                "points_drawn_per_series": drawn_per_series(), "points_kept": len(chart.steps)}
+            print(f"(b) {size:>6} points: replot {statistics.median(rep) * 1e3:.2f} ms, drawing "
+                  f"{statistics.median(ren) * 1e3:.2f} ms, replot->frame {statistics.median(frame) * 1e3:.1f} ms "
+                  f"(UI thread CPU {statistics.median(ui) * 1e3:.1f} ms), drawn per series {drawn_per_series()}",
+                  flush=True)
         chart.steps, chart.losses = full_steps, full_losses
         chart.replot()
         result["all_points_kept"] = len(chart.steps) == n
@@ -322,10 +323,12 @@ def main() -> None:
          f"{result['replay']['ui_thread_s']:.3f} s"],
     ]
     for size, r in result["replot"].items():
-        rows.append([f"(b) {int(size):>6} pts: replot() / render() median", ms(r["replot_s"]["p50"]),
-                     ms(r["render_s"]["p50"])])
+        rows.append([f"(b) {int(size):>6} pts: replot() / drawing median", ms(r["replot_s"]["p50"]),
+                     ms(r["draw_s"]["p50"])])
         rows.append(["           replot() -> frame median / p95", ms(r["replot_to_frame_s"]["p50"]),
                      ms(r["replot_to_frame_s"]["p95"])])
+        rows.append(["           UI thread CPU in that window p50 / p95",
+                     ms(r["replot_to_frame_ui_thread_cpu_s"]["p50"]), ms(r["replot_to_frame_ui_thread_cpu_s"]["p95"])])
     for key, label in (("key_latency_static", "(c1) key->render, 10k static"),
                        ("key_latency_live", f"(c2) key->render, 10k + {args.feed_rate:g}/s live")):
         st = result[key]["stats"]["latency"]

@@ -1,55 +1,59 @@
-"""The footer keeps up with the focused pane without leaking a watcher per key (Textual issue #6666)."""
+"""The key bar follows the focused pane's keys by redrawing one line: no widgets are built or removed on a
+pane switch (Textual's Footer rebuilt one widget per key, and leaked a watcher for each: issue #6666).
+Clicking a key presses it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-from textual.widget import Widget
-from textual.widgets import Footer
-from textual.widgets._footer import FooterKey
-
 from tests.ui.conftest import wait_for
 from workbench.ui.app import WorkbenchApp
-from workbench.ui.widgets.footer import WorkbenchFooter
+from workbench.ui.widgets.footer import KeyBar
 
 # A key only the footer of each pane shows (the pane's own bindings, reached through the focus).
 PANE_KEY = {"config": "Save config", "data": "Next row", "train": "Start", "chat": "Send", "save": "Refresh runs"}
 
 
 def shown(app: WorkbenchApp) -> list[str]:
-    return [key.description for key in app.query_one(WorkbenchFooter).query(FooterKey)]
+    return [key.description for key in app.query_one(KeyBar).keys]
 
 
-async def test_pane_switches_do_not_grow_the_footer(demo_config_path: Path, monkeypatch: pytest.MonkeyPatch):
+def line(app: WorkbenchApp) -> str:
+    return app.query_one(KeyBar).render_line(0).text
+
+
+async def test_pane_switches_redraw_the_keys_without_building_widgets(demo_config_path: Path):
     app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await app.panes_mounted()
-        footer = app.query_one(WorkbenchFooter)
+        bar = app.query_one(KeyBar)
         await wait_for(pilot, lambda: PANE_KEY["config"] in shown(app), 10, "the config pane's keys")
-        recomposes = 0
-
-        async def counted(self: Widget) -> None:
-            nonlocal recomposes
-            recomposes += 1
-            await Widget.recompose(self)
-
-        monkeypatch.setattr(Footer, "recompose", counted)  # what WorkbenchFooter calls when it does rebuild
+        widgets_before = len(list(app.screen.walk_children()))
         panes = list(PANE_KEY)
-        for i in range(100):
+        for i in range(25):
             pane = panes[(i + 1) % len(panes)]
             app.action_pane(pane)
-            for _ in range(500):  # short polls: 100 switches must not cost 100 × wait_for's 0.1 s
+            for _ in range(500):  # short polls: 25 switches must not cost 25 × wait_for's 0.1 s
                 if PANE_KEY[pane] in shown(app):
                     break
                 await pilot.pause(0.01)
+            await pilot.pause()
             assert PANE_KEY[pane] in shown(app), f"{pane}'s keys, but the footer shows {shown(app)}"
-        await pilot.pause()
-        assert recomposes >= 100, "every switch changed the keys, so every switch rebuilt the footer"
-        assert footer.watcher_count < 50, f"{footer.watcher_count} compact watchers for {len(shown(app))} keys"
+            assert f" {PANE_KEY[pane]} " in line(app), "what is drawn is what it lists"
+        assert len(list(app.screen.walk_children())) == widgets_before
+        assert not bar.children
         assert "Start" not in shown(app) and "Quit" in shown(app)
-        # focus moves inside a pane leave the keys alone: no rebuild at all
-        before = list(footer.query(FooterKey))
-        app.screen.refresh_bindings()
-        await pilot.pause()
-        assert list(footer.query(FooterKey)) == before
+        assert line(app).rstrip().endswith("▏^p palette"), "the command palette's key on the right"
+
+
+async def test_clicking_a_key_presses_it_and_narrow_keeps_the_palette_key(demo_config_path: Path):
+    app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await app.panes_mounted()
+        await wait_for(pilot, lambda: PANE_KEY["config"] in shown(app), 10, "the config pane's keys")
+        text = line(app)
+        assert len(text) == 80 and text.rstrip().endswith("▏^p palette"), text
+        column = text.index(" 2 Data ") + 2
+        await pilot.click(KeyBar, offset=(column, 0))
+        await wait_for(pilot, lambda: app._tabs().active == "data", 10, "the Data pane, opened by a click")
+        await wait_for(pilot, lambda: PANE_KEY["data"] in shown(app), 10, "the data pane's keys")

@@ -90,7 +90,7 @@ def test_train_pane(snap_compare, snap_app, tmp_path):
             gauge.util_history.extend([0.0] * HISTORY)
             gauge.mem_history.extend([0.0] * HISTORY)
         pane.query_one(GpuPanel).show(*sample_gpus(FakeNvml()))
-        pane.query_one("#loss-chart").replot()
+        pane.query_one("#loss-chart").draw_now()  # drawn here, not in its thread: the snapshot must have it
         await pilot.pause()
     assert snap_compare(snap_app(), terminal_size=(160, 45), run_before=before)
 

@@ -29,7 +29,7 @@ from workbench.ui.gc_schedule import IdleCollector
 from workbench.ui.messages import ConfigChanged, EngineEvent
 from workbench.ui.panes.config_pane import DEFERRED_SECTIONS, ConfigPane
 from workbench.ui.widgets.deferred import Deferred
-from workbench.ui.widgets.footer import WorkbenchFooter
+from workbench.ui.widgets.footer import KeyBar
 
 align_indic_widths()  # before anything renders: Hindi lines must measure as terminals draw them
 
@@ -111,7 +111,7 @@ class WorkbenchApp(App[int]):
                 with TabPane(title, id=name):
                     yield Deferred(partial(build_pane, name), self.deferred_mounted)
         yield Static("", id="status-bar")
-        yield WorkbenchFooter()  # not Footer(): it leaks a watcher per key on every focus move (Textual #6666)
+        yield KeyBar()  # not Footer(): one widget, not one per key, redrawn without a layout (footer.py)
 
     NARROW_BELOW = 110  # columns: side panels stack under the main ones
 

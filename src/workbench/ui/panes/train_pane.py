@@ -67,7 +67,9 @@ class TrainPane(Horizontal):
                 yield Button("Stop ■", id="train-stop", variant="error", disabled=True)
                 yield Button("Resume ↻", id="train-resume", disabled=True)
                 yield Static("", id="train-run")
-            yield ProgressBar(total=None, show_eta=False, id="train-progress")
+            # Not indeterminate while idle: that animates at 15 frames/s, redrawn (and, over SSH, sent) for
+            # as long as the pane is open. It animates only while a run starts (_train), when it means "busy".
+            yield ProgressBar(total=1, show_eta=False, id="train-progress")
             yield Static("Not started. Press Start (t) to train with the current config.", id="train-phase")
             yield Static("", id="train-metrics")
             yield LossChart(id="loss-chart")
@@ -136,6 +138,7 @@ class TrainPane(Horizontal):
             self.query_one("#train-log", RichLog).clear()
         self.running = True
         self._buttons()
+        self.query_one("#train-progress", ProgressBar).update(total=None, progress=0)
         self.query_one("#train-phase", Static).update("Starting: loading the model and tokenizing the data…")
         self.app.bridge.request("train", args, on_result=self._started, on_error=self._failed)  # type: ignore[attr-defined]
 
@@ -145,6 +148,7 @@ class TrainPane(Horizontal):
 
     def _failed(self, error: Error) -> None:
         self.running = False
+        self._stop_busy_bar()
         self._buttons()
         self.query_one("#train-phase", Static).update(f"[red]{error.message}[/] {error.hint}")
 
@@ -179,10 +183,17 @@ class TrainPane(Horizontal):
         elif isinstance(event, Done):
             self.running = False
             self.last_done = event
+            self._stop_busy_bar()
             self.query_one("#train-phase", Static).update(done_phase(event))
             self._log(done_line(event))
             self._buttons()
             self.app.training_finished(event)  # type: ignore[attr-defined]
+
+    def _stop_busy_bar(self) -> None:
+        # A run that ended before its first step (failed to load, stopped early) leaves no total to show.
+        bar = self.query_one("#train-progress", ProgressBar)
+        if bar.total is None:
+            bar.update(total=1, progress=0)
 
     def _show_start(self, event: TrainStart) -> None:
         self.run_dir = event.run_dir
@@ -192,6 +203,7 @@ class TrainPane(Horizontal):
     def engine_lost(self) -> None:
         """The engine died mid-run (killed, crashed, out of host memory): say what is kept, offer resume."""
         self.running = False
+        self._stop_busy_bar()
         step = self.last_log.step if self.last_log else 0
         checkpoint = RunDir(self.run_dir).newest_checkpoint() if self.run_dir else None
         kept = (f"The newest complete checkpoint is {checkpoint.name}: press Resume (r) to continue from it."

@@ -2,14 +2,30 @@
 
 Every point is kept (the history is the record); only the drawing is downsampled to about two points
 per column, so a 10,000-step run stays as cheap to draw as a 200-step one.
+
+Drawing the chart (plotext's build plus parsing its ANSI output) takes 13-25 ms on a 2-core machine,
+and while training the data changes several times a second. Drawn on the UI thread, that sat in front
+of key presses: a switch to the Train pane drew the chart before its frame, and every redraw while the
+pane was shown delayed whatever key came next. So a new drawing is made in a thread, and until it is
+ready the widget keeps showing the previous one (a few hundred milliseconds old at most). Only when
+there is no drawing for the widget's size and theme (first show, resize, theme change) is it drawn at
+once. The GIL still interleaves the thread with the UI, but in slices of the interpreter's switch
+interval (5 ms) instead of one 13-25 ms block.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from dataclasses import dataclass
 
+from rich.text import Text
 from textual.app import RenderResult
+from textual.geometry import Region, Size
+from textual.message import Message
+from textual.strip import Strip
 from textual_plotext import PlotextPlot
+from textual_plotext.plot import Plot
 
 
 def downsample(xs: list[float], ys: list[float], target: int) -> tuple[list[float], list[float]]:
@@ -36,8 +52,62 @@ def smooth(values: list[float], weight: float = 0.6) -> list[float]:
     return out
 
 
+@dataclass(frozen=True)
+class ChartData:
+    """A copy of the history to draw, owned by whoever draws it (the UI thread keeps appending)."""
+
+    version: int
+    steps: list[float]
+    losses: list[float]
+    eval_steps: list[float]
+    eval_losses: list[float]
+
+
+@dataclass(frozen=True)
+class Drawing:
+    size: Size
+    theme: str
+    """The plotext theme name."""
+    version: int
+    text: Text
+    points_per_series: int
+    """How many points each loss series handed to plotext (the downsampled count)."""
+
+
+def draw(plot: Plot, data: ChartData, size: Size, theme: str) -> Drawing:
+    """The chart for `data` at `size` in plotext theme `theme`, as styled text. Pure apart from `plot`,
+    which it reuses."""
+    plot.clear_data()
+    plot.clear_figure()
+    plot.title("loss")
+    plot.xlabel("step")
+    drawn = 0
+    if data.steps:
+        width = max(20, size.width * 2)
+        xs, ys = downsample(data.steps, data.losses, width)
+        plot.plot(xs, ys, label="raw", marker="braille", color="gray")
+        sx, sy = downsample(data.steps, smooth(data.losses), width)
+        plot.plot(sx, sy, label="smoothed", marker="braille", color="cyan")
+        drawn = len(xs)
+        if data.eval_steps:
+            plot.scatter(data.eval_steps, data.eval_losses, label="eval", marker="●", color="orange")
+    # What textual-plotext's own render does: the size set twice (its issue #5), then the theme.
+    plot.plotsize(size.width, size.height)
+    plot._set_size(size.width, size.height)
+    plot.theme(theme)
+    return Drawing(size, theme, data.version, Text.from_ansi(plot.build()), drawn)
+
+
 class LossChart(PlotextPlot):
     DEFAULT_CSS = "LossChart { height: 1fr; min-height: 8; }"
+
+    class Drawn(Message):
+        """A drawing made in the background thread is ready (posted from that thread)."""
+
+        def __init__(self, drawing: Drawing | None) -> None:
+            super().__init__()
+            self.drawing = drawing
+            """None when drawing failed: the widget keeps the previous one."""
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -48,7 +118,12 @@ class LossChart(PlotextPlot):
         self._seen: set[int] = set()
         self._dirty = True
         self._version = 0  # bumped by replot(): the drawing's input changed
-        self._drawn: tuple[object, RenderResult] | None = None
+        self._drawn: Drawing | None = None
+        self._drawing_in_background = False
+        self._lines: tuple[object, list[Strip]] | None = None
+        # One plotext figure, used by one drawer at a time: the background thread or, when the widget
+        # has no drawing for its size, the UI thread.
+        self._plot_lock = threading.Lock()
 
     def on_mount(self) -> None:
         self.set_interval(0.25, self._maybe_replot)  # a few Hz, however fast the points arrive
@@ -77,31 +152,79 @@ class LossChart(PlotextPlot):
         if self._dirty:
             self.replot()
 
-    def render(self) -> RenderResult:
-        # Building the plot and parsing its ANSI output takes 10-20 ms; Textual asks again whenever the
-        # widget is shown or laid out (every switch to the Train pane), mostly for the same picture.
-        key = (self.size, self._version, self.app.theme)
-        if self._drawn is None or self._drawn[0] != key:
-            self._drawn = (key, super().render())
-        return self._drawn[1]
-
     def replot(self) -> None:
+        """The history changed: draw it again (in the background; the current drawing stays until then)."""
         self._dirty = False
         self._version += 1
-        plt = self.plt
-        plt.clear_data()
-        plt.clear_figure()
-        plt.theme("textual-design-dark")
-        plt.title("loss")
-        plt.xlabel("step")
-        if not self.steps:
-            self.refresh()
-            return
-        width = max(20, self.size.width * 2)
-        xs, ys = downsample(self.steps, self.losses, width)
-        plt.plot(xs, ys, label="raw", marker="braille", color="gray")
-        sx, sy = downsample(self.steps, smooth(self.losses), width)
-        plt.plot(sx, sy, label="smoothed", marker="braille", color="cyan")
-        if self.eval_steps:
-            plt.scatter(self.eval_steps, self.eval_losses, label="eval", marker="●", color="orange")
         self.refresh()
+
+    @property
+    def drawing(self) -> Drawing | None:
+        """What the widget shows now."""
+        return self._drawn
+
+    def _data(self) -> ChartData:
+        return ChartData(self._version, self.steps[:], self.losses[:], self.eval_steps[:], self.eval_losses[:])
+
+    def _theme_name(self) -> str:
+        # textual-plotext's "auto" theme: the app theme's surface and foreground colours.
+        return self._get_plotext_theme_name(self.app.theme)
+
+    def draw_now(self) -> Drawing:
+        """Draw the whole history now, on this thread (first show, resize, tests, screenshots)."""
+        if self._dirty:
+            self.replot()
+        drawing = self._draw_here()
+        self.refresh()
+        return drawing
+
+    def _draw_here(self) -> Drawing:
+        with self._plot_lock:
+            self._drawn = draw(self._plot, self._data(), self.size, self._theme_name())
+        return self._drawn
+
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # Textual turns the drawing into lines again whenever the pane is shown (2-3 ms for the chart):
+        # the lines of a drawing are kept until the next drawing, size, theme or crop.
+        self._ensure_drawing()
+        key = (self._drawn, self.size, crop)
+        if self._lines is None or self._lines[0] != key:
+            self._lines = (key, super().render_lines(crop))
+        return self._lines[1]
+
+    def _ensure_drawing(self) -> Drawing:
+        drawn = self._drawn
+        if drawn is None or drawn.size != self.size or drawn.theme != self._theme_name():
+            drawn = self._draw_here()
+        elif drawn.version != self._version:
+            self._draw_in_background()
+        return drawn
+
+    def render(self) -> RenderResult:
+        return self._ensure_drawing().text
+
+    def _draw_in_background(self) -> None:
+        if self._drawing_in_background:
+            return  # the one in flight is followed by another if the version moved on (on_loss_chart_drawn)
+        self._drawing_in_background = True
+        data, size, theme = self._data(), self.size, self._theme_name()
+
+        def work() -> None:
+            drawing = None
+            try:
+                with self._plot_lock:
+                    drawing = draw(self._plot, data, size, theme)
+            finally:  # also on failure: the next change must be able to start another
+                self.post_message(self.Drawn(drawing))
+
+        self.run_worker(work, thread=True, group="loss-chart", exit_on_error=False)
+
+    def on_loss_chart_drawn(self, message: Drawn) -> None:
+        message.stop()
+        self._drawing_in_background = False
+        drawing, current = message.drawing, self._drawn
+        if drawing is None:
+            return
+        if current is None or drawing.version >= current.version:  # a draw_now meanwhile may be newer
+            self._drawn = drawing
+            self.refresh()

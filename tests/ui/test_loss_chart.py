@@ -1,0 +1,89 @@
+"""The loss chart draws new data in a thread and shows the previous drawing until then; it draws at once
+only when it has nothing for its size. The drawing is real plotext output."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from textual.app import App, ComposeResult
+
+from tests.ui.conftest import wait_for
+from workbench.ui.widgets import loss_chart
+from workbench.ui.widgets.loss_chart import LossChart
+
+
+class ChartApp(App[None]):
+    def compose(self) -> ComposeResult:
+        yield LossChart(id="chart")
+
+
+def braille_cells(chart: LossChart) -> int:
+    drawing = chart.drawing
+    assert drawing is not None
+    return sum(0x2800 < ord(ch) <= 0x28FF for ch in drawing.text.plain)
+
+
+async def test_new_points_are_drawn_off_the_ui_thread(monkeypatch: pytest.MonkeyPatch):
+    drawn_on: list[str] = []
+    real_draw = loss_chart.draw
+
+    def recording_draw(*args, **kwargs):
+        drawn_on.append(threading.current_thread().name)
+        return real_draw(*args, **kwargs)
+
+    monkeypatch.setattr(loss_chart, "draw", recording_draw)
+    app = ChartApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        chart = app.query_one(LossChart)
+        await pilot.pause()
+        first = chart.drawing
+        assert first is not None and first.points_per_series == 0, "an empty chart is drawn on first show"
+        assert drawn_on == [threading.main_thread().name], "with nothing for its size, it draws at once"
+        for step in range(1, 301):
+            chart.add_loss(step, 3.0 / step)
+        chart.replot()
+        # The frame right after the change still shows the old drawing (nothing is drawn on this thread) ...
+        assert chart.render() is first.text
+        # ... and the new one arrives from the worker thread.
+        await wait_for(pilot, lambda: chart.drawing is not None and chart.drawing.version == chart._version, 10,
+                       "the background drawing")
+        assert len(drawn_on) >= 2 and all(name != threading.main_thread().name for name in drawn_on[1:])
+        assert chart.drawing.points_per_series == 200, "300 points downsampled to two per column"
+        assert braille_cells(chart) > 50, "the curves are drawn"
+
+
+async def test_a_resize_draws_at_once_and_draw_now_takes_unreplotted_points():
+    app = ChartApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        chart = app.query_one(LossChart)
+        for step in range(1, 51):
+            chart.add_loss(step, 1.0 + 1 / step)
+        drawing = chart.draw_now()  # not replotted yet: draw_now includes the new points anyway
+        assert drawing.points_per_series == 50 and drawing.version == chart._version
+        await pilot.resize_terminal(60, 20)
+        await pilot.pause()
+        assert chart.render() is chart.drawing.text and chart.drawing.size == chart.size
+        assert chart.drawing.size.width < 100
+
+
+async def test_a_failed_background_drawing_keeps_the_old_one(monkeypatch: pytest.MonkeyPatch):
+    app = ChartApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        chart = app.query_one(LossChart)
+        await pilot.pause()
+        first = chart.drawing
+
+        def broken(*args, **kwargs):
+            raise ValueError("plotext failed")
+
+        monkeypatch.setattr(loss_chart, "draw", broken)
+        chart.add_loss(1, 2.0)
+        chart.replot()
+        await wait_for(pilot, lambda: not chart._drawing_in_background, 10, "the failed drawing to report")
+        assert chart.drawing is first, "the old drawing stays"
+        monkeypatch.undo()
+        chart.add_loss(2, 1.5)
+        chart.replot()
+        await wait_for(pilot, lambda: chart.drawing is not first, 10, "the next drawing after the failure")
+        assert chart.drawing.points_per_series == 2
