@@ -1,14 +1,20 @@
 """The loss chart draws new data in a thread and shows the previous drawing until then; it draws at once
-only when it has nothing for its size. The drawing is real plotext output."""
+only when it has nothing for its size. The drawing is real plotext output. And the Train pane does not
+redraw itself for nothing while idle."""
 
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 from textual.app import App, ComposeResult
+from textual.widgets import ProgressBar
+from textual.widgets._progress_bar import Bar
 
 from tests.ui.conftest import wait_for
+from workbench.protocol import Error
+from workbench.ui.app import WorkbenchApp
 from workbench.ui.widgets import loss_chart
 from workbench.ui.widgets.loss_chart import LossChart
 
@@ -87,3 +93,22 @@ async def test_a_failed_background_drawing_keeps_the_old_one(monkeypatch: pytest
         chart.replot()
         await wait_for(pilot, lambda: chart.drawing is not first, 10, "the next drawing after the failure")
         assert chart.drawing.points_per_series == 2
+
+
+async def test_the_train_progress_bar_animates_only_while_a_run_starts(demo_config_path: Path):
+    # An indeterminate bar redraws 15 times a second (bytes over SSH) for as long as the pane is open.
+    app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.panes_mounted()
+        await pilot.press("3")
+        bar = app.query_one("#train-progress", ProgressBar)
+        assert bar.total is not None and bar.query_one(Bar).auto_refresh is None, "idle: a still bar"
+        sent: list[str] = []
+        app.bridge.send_fn = lambda cmd, args: sent.append(cmd) or "req-1"
+        await pilot.press("t")
+        await pilot.pause()
+        assert sent == ["train"] and bar.total is None and bar.query_one(Bar).auto_refresh, "starting: busy"
+        app.bridge.dispatch(Error(id="req-1", type="model_load", message="no such model", hint="fix model.name"))
+        await pilot.pause()
+        assert bar.total is not None and bar.query_one(Bar).auto_refresh is None, "failed: still again"
+        assert "no such model" in str(app.query_one("#train-phase").render())
