@@ -100,7 +100,7 @@ class WorkbenchApp(App[int]):
         self._panes_ready_event = asyncio.Event()
         self._gc = IdleCollector()
         self._tabbed: TabbedContent | None = None
-        self._focus_targets: dict[str, Any] = {}
+        self._focus_targets: dict[str, list[Any]] = {}
 
     # -- layout ---------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -343,9 +343,12 @@ class WorkbenchApp(App[int]):
         self._focus_pane(pane)
 
     # Where the keyboard goes when a pane opens: never into a text box, where the pane's own keys
-    # (n / p, t / x) would be typed instead of acting; the chat input is the exception by design.
-    FOCUS_ON_OPEN = {"config": "#config-form", "data": "#data-sample-scroll", "train": "#train-start",
-                     "chat": "#chat-input", "save": "#runs-table"}
+    # (n / p, t / x) would be typed instead of acting; the chat input is the exception by design. The
+    # first of a pane's candidates that can take the focus now gets it: while training, Start is
+    # disabled and Stop takes it (with Start alone, the focus went nowhere and t / x / r did nothing).
+    FOCUS_ON_OPEN = {"config": ("#config-form",), "data": ("#data-sample-scroll",),
+                     "train": ("#train-start", "#train-stop", "#train-resume"), "chat": ("#chat-input",),
+                     "save": ("#runs-table",)}
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
@@ -356,19 +359,19 @@ class WorkbenchApp(App[int]):
     def _focus_pane(self, pane: str) -> None:
         # Focus at once: if the focus stayed on a widget of the pane just hidden, Textual would move it
         # to a neighbour there, and focusing a widget in a hidden tab switches back to that tab.
-        selector = self.FOCUS_ON_OPEN.get(pane)
-        if not selector:
-            return
-        widget = self._focus_targets.get(pane)
-        if widget is None or not widget.is_attached:
+        candidates = self._focus_targets.get(pane)
+        if candidates is None or not all(widget.is_attached for widget in candidates):
             # query, not query_one: while the app shuts down, TabbedContent activates a tab whose pane
             # is already removed (a NoMatches at exit, seen when quitting right after a pane switch).
             # The result is kept: a query walks the whole DOM, milliseconds on every pane switch.
-            widget = next(iter(self.query(selector).results()), None)
-            if widget is None:
+            candidates = [widget for selector in self.FOCUS_ON_OPEN.get(pane, ())
+                          for widget in self.query(selector).results()]
+            if not candidates:
                 return
-            self._focus_targets[pane] = widget
-        widget.focus(scroll_visible=False)
+            self._focus_targets[pane] = candidates
+        widget = next((w for w in candidates if w.focusable), None)
+        if widget is not None:
+            widget.focus(scroll_visible=False)
 
     def action_leave_field(self) -> None:
         """Esc: out of a text box, back to the pane, so digits and letters act as keys again."""
