@@ -175,7 +175,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                             start_new_session=True)
     os.close(slave)
     out = TerminalOutput(master)
-    result: dict[str, Any] = {"argv": argv, "size": [args.width, args.height], "ui_pid": proc.pid}
+    result: dict[str, Any] = {"argv": argv, "size": [args.width, args.height], "ui_pid": proc.pid,
+                              "what_if": {"engine_nice": args.engine_nice}}
     phases: dict[str, float] = {}
 
     def key(k: bytes) -> None:
@@ -203,6 +204,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         assert path is not None
         engines = engine_pids_of(proc.pid)
         engine_pid = engines[0] if engines else None
+        if args.engine_nice and engine_pid:  # what-if: every thread of the engine (Linux nice is per thread)
+            for tid in os.listdir(f"/proc/{engine_pid}/task"):
+                os.setpriority(os.PRIO_PROCESS, int(tid), args.engine_nice)
         print(f"engine ready after {phases['engine_ready_s']:.1f} s; training; measuring {args.presses} presses…",
               flush=True)
 
@@ -274,6 +278,7 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=50)
     ap.add_argument("--timeout", type=float, default=600.0)
     ap.add_argument("--name", default="key_latency_pty")
+    ap.add_argument("--engine-nice", type=int, default=0, help="what-if: renice the engine's threads once training runs")
     args = ap.parse_args()
     busy = cpu_busy(1.0)
     with tempfile.TemporaryDirectory(prefix="wb-keys-pty-") as tmp:
