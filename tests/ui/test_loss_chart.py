@@ -57,6 +57,9 @@ async def test_new_points_are_drawn_off_the_ui_thread(monkeypatch: pytest.Monkey
         assert len(drawn_on) >= 2 and all(name != threading.main_thread().name for name in drawn_on[1:])
         assert chart.drawing.points_per_series == 200, "300 points downsampled to two per column"
         assert braille_cells(chart) > 50, "the curves are drawn"
+        strips = chart.drawing.strips  # the widget's lines, made in the thread too
+        assert len(strips) == chart.size.height and {s.cell_length for s in strips} == {chart.size.width}
+        assert sum(0x2800 < ord(ch) <= 0x28FF for s in strips for ch in s.text) == braille_cells(chart)
 
 
 async def test_a_resize_draws_at_once_and_draw_now_takes_unreplotted_points():

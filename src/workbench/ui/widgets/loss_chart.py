@@ -3,22 +3,27 @@
 Every point is kept (the history is the record); only the drawing is downsampled to about two points
 per column, so a 10,000-step run stays as cheap to draw as a 200-step one.
 
-Drawing the chart (plotext's build plus parsing its ANSI output) takes 13-25 ms on a 2-core machine,
-and while training the data changes several times a second. Drawn on the UI thread, that sat in front
-of key presses: a switch to the Train pane drew the chart before its frame, and every redraw while the
-pane was shown delayed whatever key came next. So a new drawing is made in a thread, and until it is
-ready the widget keeps showing the previous one (a few hundred milliseconds old at most). Only when
-there is no drawing for the widget's size and theme (first show, resize, theme change) is it drawn at
-once. The GIL still interleaves the thread with the UI, but in slices of the interpreter's switch
-interval (5 ms) instead of one 13-25 ms block.
+Drawing the chart (plotext's build, parsing its ANSI output, and turning that into the widget's lines)
+takes 20-35 ms on a 2-core machine, and while training the data changes several times a second. Drawn
+on the UI thread, that sat in front of key presses: a switch to the Train pane drew the chart before
+its frame, and every redraw while the pane was shown delayed whatever key came next. So a new drawing,
+lines included, is made in a thread, and until it is ready the widget keeps showing the previous one
+(a few hundred milliseconds old at most). Only when there is no drawing for the widget's size and
+theme (first show, resize, theme change) is it drawn at once. The GIL still interleaves the thread with
+the UI, but in slices of the interpreter's switch interval (5 ms) instead of one long block.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import threading
 from dataclasses import dataclass
+from itertools import islice
 
+from rich.console import Console
+from rich.segment import Segment
+from rich.style import Style
 from rich.text import Text
 from textual.app import RenderResult
 from textual.geometry import Region, Size
@@ -70,13 +75,31 @@ class Drawing:
     """The plotext theme name."""
     version: int
     text: Text
+    strips: list[Strip]
+    """The text as the widget's lines (`size.height` of them, `size.width` cells each)."""
     points_per_series: int
     """How many points each loss series handed to plotext (the downsampled count)."""
 
 
-def draw(plot: Plot, data: ChartData, size: Size, theme: str) -> Drawing:
-    """The chart for `data` at `size` in plotext theme `theme`, as styled text. Pure apart from `plot`,
-    which it reuses."""
+def to_strips(text: Text, size: Size, base: Style) -> list[Strip]:
+    """`text` as `size.height` lines of `size.width` cells, made with a private console so that it can run
+    off the UI thread: for a chart of ~3,000 cells, nearly each in its own colour, this is 5-15 ms of the
+    drawing. As for any widget's lines, Textual applies the widget's own style (`base`, used here only
+    for missing lines) when it composes them."""
+    console = Console(width=size.width, height=size.height, color_system="truecolor", force_terminal=True,
+                      legacy_windows=False, file=io.StringIO(), highlight=False, markup=False, emoji=False)
+    # Text.render, not console.render: plotext's lines are exactly as wide as the widget, and wrapping
+    # them (console.render does) would strip their leading spaces.
+    lines = Segment.split_and_crop_lines(text.render(console, end=""), size.width, include_new_lines=False,
+                                         pad=True)
+    strips = [Strip(line, size.width) for line in islice(lines, size.height)]
+    blank = Strip.blank(size.width, base)
+    return strips + [blank] * (size.height - len(strips))
+
+
+def draw(plot: Plot, data: ChartData, size: Size, theme: str, base: Style) -> Drawing:
+    """The chart for `data` at `size` in plotext theme `theme`, as styled text and as lines on the
+    widget's own style `base`. Pure apart from `plot`, which it reuses."""
     plot.clear_data()
     plot.clear_figure()
     plot.title("loss")
@@ -95,7 +118,8 @@ def draw(plot: Plot, data: ChartData, size: Size, theme: str) -> Drawing:
     plot.plotsize(size.width, size.height)
     plot._set_size(size.width, size.height)
     plot.theme(theme)
-    return Drawing(size, theme, data.version, Text.from_ansi(plot.build()), drawn)
+    text = Text.from_ansi(plot.build())
+    return Drawing(size, theme, data.version, text, to_strips(text, size, base), drawn)
 
 
 class LossChart(PlotextPlot):
@@ -180,7 +204,7 @@ class LossChart(PlotextPlot):
 
     def _draw_here(self) -> Drawing:
         with self._plot_lock:
-            self._drawn = draw(self._plot, self._data(), self.size, self._theme_name())
+            self._drawn = draw(self._plot, self._data(), self.size, self._theme_name(), self.rich_style)
         return self._drawn
 
     def render_lines(self, crop: Region) -> list[Strip]:
@@ -203,17 +227,22 @@ class LossChart(PlotextPlot):
     def render(self) -> RenderResult:
         return self._ensure_drawing().text
 
+    def render_line(self, y: int) -> Strip:
+        # The drawing's own lines, made where it was drawn (usually the background thread).
+        strips = self._ensure_drawing().strips
+        return strips[y] if 0 <= y < len(strips) else Strip.blank(self.size.width, self.rich_style)
+
     def _draw_in_background(self) -> None:
         if self._drawing_in_background:
             return  # the one in flight is followed by another if the version moved on (on_loss_chart_drawn)
         self._drawing_in_background = True
-        data, size, theme = self._data(), self.size, self._theme_name()
+        data, size, theme, base = self._data(), self.size, self._theme_name(), self.rich_style
 
         def work() -> None:
             drawing = None
             try:
                 with self._plot_lock:
-                    drawing = draw(self._plot, data, size, theme)
+                    drawing = draw(self._plot, data, size, theme, base)
             finally:  # also on failure: the next change must be able to start another
                 self.post_message(self.Drawn(drawing))
 
