@@ -5,6 +5,7 @@ redraw itself for nothing while idle."""
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -115,3 +116,18 @@ async def test_the_train_progress_bar_animates_only_while_a_run_starts(demo_conf
         await pilot.pause()
         assert bar.total is not None and bar.query_one(Bar).auto_refresh is None, "failed: still again"
         assert "no such model" in str(app.query_one("#train-phase").render())
+
+
+async def test_a_new_drawing_waits_for_a_pause_in_the_typing():
+    app = ChartApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        chart = app.query_one(LossChart)
+        await pilot.pause()
+        first = chart.drawing
+        app.last_input = time.monotonic()  # what WorkbenchApp records on every key and click
+        chart.add_loss(1, 2.0)
+        chart.replot()
+        await pilot.pause(0.05)
+        assert chart.drawing is first and not chart._drawing_in_background, "no drawing right after a key"
+        await wait_for(pilot, lambda: chart.drawing is not first, 10, "the drawing once the keys pause")
+        assert time.monotonic() - app.last_input >= LossChart.QUIET_AFTER_INPUT_S

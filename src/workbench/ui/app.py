@@ -7,6 +7,7 @@ import asyncio
 import gc
 import importlib
 import os
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -116,6 +117,8 @@ class WorkbenchApp(App[int]):
         self._gc = IdleCollector()
         self._tabbed: TabbedContent | None = None
         self._focus_targets: dict[str, list[Any]] = {}
+        self.last_input = 0.0
+        """time.monotonic() of the last key or mouse press: background work waits for a pause after it."""
 
     # -- layout ---------------------------------------------------------------------------------
     def get_default_screen(self) -> Screen[None]:
@@ -194,6 +197,7 @@ class WorkbenchApp(App[int]):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key | events.MouseDown):
             self._gc.user_input()
+            self.last_input = time.monotonic()
         await super().on_event(event)
 
     # -- engine ---------------------------------------------------------------------------------
