@@ -131,3 +131,32 @@ async def test_a_new_drawing_waits_for_a_pause_in_the_typing():
         assert chart.drawing is first and not chart._drawing_in_background, "no drawing right after a key"
         await wait_for(pilot, lambda: chart.drawing is not first, 10, "the drawing once the keys pause")
         assert time.monotonic() - app.last_input >= LossChart.QUIET_AFTER_INPUT_S
+
+
+async def test_a_postponed_drawing_is_made_when_shown_not_while_hidden(monkeypatch: pytest.MonkeyPatch):
+    # Drawn while hidden, it would have the hidden size, and showing it would then draw it again on the
+    # UI thread (what rapid pane switches did).
+    drawn_on: list[str] = []
+    real_draw = loss_chart.draw
+
+    def recording_draw(*args, **kwargs):
+        drawn_on.append(threading.current_thread().name)
+        return real_draw(*args, **kwargs)
+
+    monkeypatch.setattr(loss_chart, "draw", recording_draw)
+    app = ChartApp()
+    async with app.run_test(size=(100, 30)) as pilot:
+        chart = app.query_one(LossChart)
+        await pilot.pause()
+        app.last_input = time.monotonic()
+        chart.add_loss(1, 2.0)
+        chart.replot()
+        await pilot.pause(0.05)
+        chart.display = False  # the user switched to another pane
+        await pilot.pause(LossChart.QUIET_AFTER_INPUT_S + 0.2)
+        assert drawn_on == [threading.main_thread().name], "nothing drawn while hidden"
+        chart.display = True
+        await wait_for(pilot, lambda: chart.drawing is not None and chart.drawing.version == chart._version, 10,
+                       "the drawing once shown")
+        assert drawn_on[1:] and threading.main_thread().name not in drawn_on[1:], drawn_on
+        assert chart.drawing.size == chart.size

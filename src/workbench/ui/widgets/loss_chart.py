@@ -262,6 +262,8 @@ class LossChart(PlotextPlot):
 
     def _quiet_again(self) -> None:
         self._draw_timer = None
+        if not self.region:
+            return  # hidden (the user went to another pane): drawn when shown again, at its size then
         if self._drawn is not None and self._drawn.version != self._version:
             self._draw_in_background()  # waits again if a key came meanwhile
 
