@@ -15,8 +15,10 @@ Method
   the UI only receiving events), then the measurement.
 * Measurement: keys "2" (Data pane) and "3" (Train pane, with the live loss chart, log and metrics) in
   turn, `--presses` times in all, with a random 20-80 ms pause between presses.
-  For each press: t_key = time.perf_counter() just before `await pilot.press(key)` (Pilot posts the
-  Key event through the driver, as terminal input arrives); the app is a subclass of WorkbenchApp whose
+  For each press: t_key = time.perf_counter() just before the Key event is handed to the app's driver
+  (`driver.send_message`, what Textual's Linux driver does with terminal input; `--inject pilot` uses
+  `await pilot.press(key)` instead, which also makes every widget on screen process a callback before
+  it returns: harness work on the UI thread, measured in earlier sessions); the app is a subclass of WorkbenchApp whose
   `_display()` (called once per frame, after Textual's layout + compositor render) also converts the
   frame to terminal escape sequences (which the headless driver skips) and timestamps it. The press's
   frame is the first frame after t_key on which the pane that key selects has a non-empty region on
@@ -61,6 +63,7 @@ from _common import (
     DEMO_CONFIG,
     ROOT,
     GcPauses,
+    add_inject_argument,
     add_what_if_arguments,
     bench_env,
     count_footer_recomposes,
@@ -198,7 +201,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     result: dict[str, Any] = {"config": {"max_steps": args.max_steps, "save_steps": 1_000_000,
                                          "eval_steps": args.eval_steps, "source": str(DEMO_CONFIG)},
                               "what_if": {"engine_nice": args.engine_nice, "engine_threads": args.engine_threads,
-                                          "footer_fix": args.what_if_footer_fix, "gc_freeze": args.what_if_gc_freeze}}
+                                          "footer_fix": args.what_if_footer_fix, "gc_freeze": args.what_if_gc_freeze},
+                              "inject": args.inject}
     t_start = time.monotonic()
     engine_pid = None
     gcp = GcPauses().__enter__()
@@ -250,7 +254,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     print(f"  {i + 1}/{args.presses} presses", flush=True)
 
             samples = await measure_key_latency(app, pilot, {"2": "data-pane", "3": "train-pane"}, args.presses,
-                                                (0.02, 0.08), on_sample=progress, gc_pauses=gcp)
+                                                (0.02, 0.08), on_sample=progress, gc_pauses=gcp,
+                                                inject=args.inject)
             t_m1 = time.perf_counter()
             result["footer_after"] = footer_watchers(app)
             result["footer_recomposes"] = recomposes[0]
@@ -320,6 +325,7 @@ def main() -> None:
     ap.add_argument("--engine-threads", type=int, default=0, help="what-if: OMP_NUM_THREADS for the engine")
     ap.add_argument("--name", default="key_latency", help="results file name")
     add_what_if_arguments(ap)
+    add_inject_argument(ap)
     args = ap.parse_args()
 
     busy = cpu_busy(1.0)
@@ -354,7 +360,7 @@ def main() -> None:
     rows = [[name, s["n"], ms(s.get("p50")), ms(s.get("p95")), ms(s.get("p99")), ms(s.get("max"))]
             for name, s in stats.items()]
     what_if = ", ".join(f"{k}={v}" for k, v in result["what_if"].items() if v) or "engine as users run it"
-    print_table(f"key-to-render latency while training ({len(samples)} presses, 160x50, {os.cpu_count()} CPUs, "
+    print_table(f"key-to-render latency while training ({len(samples)} presses via {args.inject}, 160x50, {os.cpu_count()} CPUs, "
                 f"{what_if}; target p95 <= 50 ms)", ["", "n", "p50", "p95", "p99", "max"], rows)
     tr = result["training"]
     cpu = result["cpu"]

@@ -51,6 +51,7 @@ from _common import (
     DEMO_CONFIG,
     ROOT,
     GcPauses,
+    add_inject_argument,
     add_what_if_arguments,
     count_footer_recomposes,
     cpu_busy,
@@ -112,7 +113,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                        effective_batch=4, trainable_params=1_000_000, total_params=9_000_000_000)
     App = make_probe_app(WorkbenchApp)
     app = App(config_path=DEMO_CONFIG, start_engine=False)
-    result: dict[str, Any] = {"points": n, "what_if": {"footer_fix": args.what_if_footer_fix,
+    result: dict[str, Any] = {"points": n, "inject": args.inject, "what_if": {"footer_fix": args.what_if_footer_fix,
                                                          "gc_freeze": args.what_if_gc_freeze}}
     async with app.run_test(size=(160, 50)) as pilot:
         await app.panes_mounted()
@@ -253,7 +254,7 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             gc.freeze()
         result["footer_before"] = footer_watchers(app)
         gcp = GcPauses().__enter__()
-        c1 = await measure_key_latency(app, pilot, keys, args.presses, (0.02, 0.08), gc_pauses=gcp)
+        c1 = await measure_key_latency(app, pilot, keys, args.presses, (0.02, 0.08), gc_pauses=gcp, inject=args.inject)
         result["footer_after_c1"] = footer_watchers(app)
         print(f"(c1) {args.presses} presses with {len(chart.steps)} points (static)", flush=True)
 
@@ -274,7 +275,8 @@ async def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
         feeder = asyncio.create_task(feed())
         await asyncio.sleep(1.0)
-        c2 = await measure_key_latency(app, pilot, keys, args.presses, (0.02, 0.08), seed=2, gc_pauses=gcp)
+        c2 = await measure_key_latency(app, pilot, keys, args.presses, (0.02, 0.08), seed=2, gc_pauses=gcp,
+                                       inject=args.inject)
         stop.set()
         await feeder
         gcp.__exit__()
@@ -297,6 +299,7 @@ def main() -> None:
     ap.add_argument("--feed-rate", type=float, default=10.0, help="points per second during (c2)")
     ap.add_argument("--name", default="loss_chart_10k", help="results file name")
     add_what_if_arguments(ap)
+    add_inject_argument(ap)
     args = ap.parse_args()
     busy = cpu_busy(1.0)
     with tempfile.TemporaryDirectory(prefix="wb-chart-10k-") as tmp:
