@@ -28,8 +28,8 @@ Method
 * End: "x" (Stop) and wait for the `done` event (checkpoint written), then ctrl+q; the engine's process
   group is killed if it is still there, and the run folder is removed with the temporary folder.
 
-Unlike key_latency.py (Textual's Pilot, headless), nothing here is inside the app: no probe subclass, no
-Pilot bookkeeping between keys, and the cost of the real driver's output is included.
+Unlike key_latency.py (headless, under Textual's test harness, with a probe subclass that time-stamps
+frames), nothing here is inside the app, and the cost of the real driver's output is included.
 Target (the issue): p95 <= 50 ms.
 """
 

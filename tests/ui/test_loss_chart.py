@@ -25,21 +25,27 @@ class ChartApp(App[None]):
         yield LossChart(id="chart")
 
 
+@pytest.fixture
+def drawn_on(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The name of the thread of every drawing the chart makes, in order."""
+    names: list[str] = []
+    real_draw = loss_chart.draw
+
+    def recording_draw(*args, **kwargs):
+        names.append(threading.current_thread().name)
+        return real_draw(*args, **kwargs)
+
+    monkeypatch.setattr(loss_chart, "draw", recording_draw)
+    return names
+
+
 def braille_cells(chart: LossChart) -> int:
     drawing = chart.drawing
     assert drawing is not None
     return sum(0x2800 < ord(ch) <= 0x28FF for ch in drawing.text.plain)
 
 
-async def test_new_points_are_drawn_off_the_ui_thread(monkeypatch: pytest.MonkeyPatch):
-    drawn_on: list[str] = []
-    real_draw = loss_chart.draw
-
-    def recording_draw(*args, **kwargs):
-        drawn_on.append(threading.current_thread().name)
-        return real_draw(*args, **kwargs)
-
-    monkeypatch.setattr(loss_chart, "draw", recording_draw)
+async def test_new_points_are_drawn_off_the_ui_thread(drawn_on: list[str]):
     app = ChartApp()
     async with app.run_test(size=(100, 30)) as pilot:
         chart = app.query_one(LossChart)
@@ -133,17 +139,9 @@ async def test_a_new_drawing_waits_for_a_pause_in_the_typing():
         assert time.monotonic() - app.last_input >= LossChart.QUIET_AFTER_INPUT_S
 
 
-async def test_a_postponed_drawing_is_made_when_shown_not_while_hidden(monkeypatch: pytest.MonkeyPatch):
+async def test_a_postponed_drawing_is_made_when_shown_not_while_hidden(drawn_on: list[str]):
     # Drawn while hidden, it would have the hidden size, and showing it would then draw it again on the
     # UI thread (what rapid pane switches did).
-    drawn_on: list[str] = []
-    real_draw = loss_chart.draw
-
-    def recording_draw(*args, **kwargs):
-        drawn_on.append(threading.current_thread().name)
-        return real_draw(*args, **kwargs)
-
-    monkeypatch.setattr(loss_chart, "draw", recording_draw)
     app = ChartApp()
     async with app.run_test(size=(100, 30)) as pilot:
         chart = app.query_one(LossChart)
