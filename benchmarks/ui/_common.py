@@ -153,6 +153,15 @@ def _cpu_times() -> tuple[int, int]:
     return idle, sum(fields[:8])
 
 
+def proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system) process `pid` has used, all its threads; None if it is gone."""
+    try:
+        parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def cpu_busy(interval: float = 0.5) -> float:
     """Fraction of all CPUs busy over `interval` seconds (from /proc/stat), 0..1."""
     i0, t0 = _cpu_times()

@@ -76,23 +76,16 @@ from _common import (
     measure_key_latency,
     ms,
     print_table,
+    proc_cpu_s,
     set_offline_env,
     summarize,
     write_results,
 )
 
 
-def _proc_cpu_s(pid: int) -> float | None:
-    try:
-        parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def _engine_tree_cpu_s(pid: int) -> float | None:
     """CPU seconds of the engine and its children (torch may start helper processes)."""
-    total = _proc_cpu_s(pid)
+    total = proc_cpu_s(pid)
     if total is None:
         return None
     for entry in os.listdir("/proc"):
@@ -102,7 +95,7 @@ def _engine_tree_cpu_s(pid: int) -> float | None:
             except OSError:
                 continue
             if int(stat[1]) == pid:
-                total += _proc_cpu_s(int(entry)) or 0.0
+                total += proc_cpu_s(int(entry)) or 0.0
     return total
 
 

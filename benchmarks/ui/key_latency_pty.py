@@ -62,6 +62,7 @@ from _common import (
     kill_engines_of,
     ms,
     print_table,
+    proc_cpu_s,
     summarize,
     write_results,
 )
@@ -137,14 +138,6 @@ def steps_per_s(logs: list[dict[str, Any]], t0: float, t1: float) -> dict[str, A
     return {"steps": steps, "engine_seconds": dt, "steps_per_s": steps / dt if dt > 0 else math.nan}
 
 
-def proc_cpu_s(pid: int) -> float:
-    try:
-        parts = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return math.nan
-
-
 def wait(condition: Any, timeout: float, what: str, poll: float = 0.1) -> float:
     start = time.monotonic()
     while not condition():
@@ -211,7 +204,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
               flush=True)
 
         def cpu() -> tuple[float, float]:
-            return proc_cpu_s(proc.pid), proc_cpu_s(engine_pid) if engine_pid else math.nan
+            ui, engine = proc_cpu_s(proc.pid), proc_cpu_s(engine_pid) if engine_pid else None
+            return (math.nan if ui is None else ui), (math.nan if engine is None else engine)
 
         ti0, ci0 = time.time(), cpu()
         time.sleep(args.idle_window)

@@ -7,7 +7,6 @@ import asyncio
 import gc
 import importlib
 import os
-import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -117,8 +116,6 @@ class WorkbenchApp(App[int]):
         self._gc = IdleCollector()
         self._tabbed: TabbedContent | None = None
         self._focus_targets: dict[str, list[Any]] = {}
-        self.last_input = 0.0
-        """time.monotonic() of the last key or mouse press: background work waits for a pause after it."""
 
     # -- layout ---------------------------------------------------------------------------------
     def get_default_screen(self) -> Screen[None]:
@@ -197,8 +194,13 @@ class WorkbenchApp(App[int]):
     async def on_event(self, event: events.Event) -> None:
         if isinstance(event, events.Key | events.MouseDown):
             self._gc.user_input()
-            self.last_input = time.monotonic()
         await super().on_event(event)
+
+    @property
+    def last_input(self) -> float:
+        """time.monotonic() of the last key or mouse press: background work (the GC, the loss chart's
+        drawing) waits for a pause after it."""
+        return self._gc.last_input
 
     # -- engine ---------------------------------------------------------------------------------
     @work(thread=True, exclusive=True, exit_on_error=False, group="engine")

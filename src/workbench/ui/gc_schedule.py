@@ -47,6 +47,11 @@ class IdleCollector:
         """A key or mouse event: the next full collection waits until the user pauses."""
         self._last_input = self._clock()
 
+    @property
+    def last_input(self) -> float:
+        """The clock's time of the last `user_input()` (of the collector's creation before any)."""
+        return self._last_input
+
     def tick(self) -> int:
         """Called periodically (a few times a second). Returns the generation collected."""
         now = self._clock()

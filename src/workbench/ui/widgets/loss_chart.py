@@ -70,7 +70,7 @@ class ChartData:
     eval_losses: list[float]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared by identity: render_lines keys its cache on the drawing
 class Drawing:
     size: Size
     theme: str
