@@ -10,10 +10,15 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TextIO
 
+from workbench import settings
 from workbench.config import ConfigError, RunConfig, load_config
+
+if TYPE_CHECKING:
+    from workbench.runs import RunDir
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_CONFIG = "configs/gemma2-9b-hindi.toml"
@@ -39,108 +44,165 @@ def _load(path: str) -> RunConfig:
 
 # ------------------------------------------------------------------------------------------- train
 
+def _resolve_train_run(args: argparse.Namespace, config: RunConfig) -> RunDir | None:
+    from workbench.runs import RunDir, list_runs, new_run_name
+
+    if args.run_dir:
+        path = Path(args.run_dir)
+        return RunDir(path) if args.resume and path.is_dir() else RunDir.create(path.parent, path.name)
+    if args.resume:
+        runs = [r for r in list_runs(config.output.runs_dir) if r.checkpoint is not None]
+        return RunDir(runs[0].path) if runs else None
+    return RunDir.create(config.output.runs_dir, config.output.run_name or new_run_name(config.model.name))
+
+
+@contextlib.contextmanager
+def _library_output_to(log_path: Path) -> Iterator[TextIO]:
+    """Send whatever the ML libraries print (banners, warnings, progress dicts) to the run's train.log,
+    at the file-descriptor level (C extensions and subprocesses print there too); yield a stream to the
+    real terminal for our own lines."""
+    import logging
+    import warnings
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    terminal = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    saved_err = os.dup(2)
+    with open(log_path, "a", encoding="utf-8") as log_file:
+        os.dup2(log_file.fileno(), 1)
+        os.dup2(log_file.fileno(), 2)
+        logging.basicConfig(stream=sys.stderr, level=logging.INFO, force=True,
+                            format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        logging.captureWarnings(True)
+        warnings.simplefilter("default")
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(terminal.fileno(), 1)
+            os.dup2(saved_err, 2)
+            os.close(saved_err)
+            terminal.close()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from workbench import formatting as fmt
     from workbench.protocol import Checkpoint, Done, Eval, Log, Memory, Status, TrainStart
-    from workbench.runs import RunDir, list_runs, new_run_name
 
     config = _load(args.config)
     if args.skip_bad_rows:
         config.data.skip_bad_rows = True
     if args.max_steps is not None:
         config.training.max_steps = args.max_steps
-    # Piped output (logs, CI) is not wrapped at 80 columns: each event stays on one greppable line.
-    console = Console(stderr=False, highlight=False, soft_wrap=not sys.stdout.isatty())
-    if args.run_dir:
-        path = Path(args.run_dir)
-        run = RunDir.create(path.parent if str(path.parent) else ".", path.name)
-    elif args.resume:
-        runs = [r for r in list_runs(config.output.runs_dir) if r.checkpoint is not None]
-        if not runs:
-            _err(f"--resume: no run with a complete checkpoint under {config.output.runs_dir}; give --run-dir")
-            return EXIT_USAGE
-        run = RunDir(runs[0].path)
-    else:
-        run = RunDir.create(config.output.runs_dir, config.output.run_name or new_run_name(config.model.name))
-    console.print(f"[bold]run[/] {run.path}   (events: {run.events_path})")
-    import logging
-
-    # Library chatter and tracebacks go to the run's train.log; the console gets one clear line per problem.
-    logging.basicConfig(filename=run.path / "train.log", level=logging.INFO, force=True,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
-
+    run = _resolve_train_run(args, config)
+    if run is None:
+        _err(f"--resume: no run with a complete checkpoint under {config.output.runs_dir}; give --run-dir")
+        return EXIT_USAGE
     stop = threading.Event()
-    interrupts = [0]
+    interrupts = 0
 
     def on_sigint(signum: int, frame: Any) -> None:
-        interrupts[0] += 1
-        if interrupts[0] == 1:
-            stop.set()
-            console.print("[yellow]Stopping at the next step boundary and saving a checkpoint "
-                          "(Ctrl-C again aborts without saving)…[/]")
-        else:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
             raise KeyboardInterrupt
+        stop.set()
 
     signal.signal(signal.SIGINT, on_sigint)
     signal.signal(signal.SIGTERM, on_sigint)
-    console.print("[dim]Loading unsloth, torch and transformers…[/]")
-    from workbench.engine.boot import boot
+    with _library_output_to(run.path / "train.log") as terminal:
+        # Piped output (logs, CI) is not wrapped at 80 columns: each event stays on one greppable line.
+        console = Console(file=terminal, highlight=False, soft_wrap=not terminal.isatty(),
+                          force_terminal=terminal.isatty())
+        console.print(f"[bold]run[/] {run.path}   (events: {run.events_path}; library output: train.log)")
+        console.print("[dim]Loading unsloth, torch and transformers…[/]")
+        from workbench.engine.boot import boot
 
-    boot()
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+        boot()
+        from workbench.engine.train import run_training
 
-    from workbench.engine.train import run_training
+        stopping_said = False
 
-    progress = Progress(TextColumn("[bold]train[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TimeRemainingColumn(), TextColumn("{task.description}"), console=console)
-    task = progress.add_task("", total=None)
+        def emit(event: Any) -> None:
+            nonlocal stopping_said
+            if stop.is_set() and not stopping_said:
+                stopping_said = True
+                console.print("[yellow]Stopping at the next step boundary and saving a checkpoint "
+                              "(Ctrl-C again aborts without saving)…[/]")
+            if isinstance(event, TrainStart):
+                console.print(f"{event.train_rows} training rows, {event.eval_rows} eval rows, effective batch "
+                              f"{event.effective_batch}, {event.trainable_params:,} trainable parameters, "
+                              f"{event.total_steps} steps")
+            elif isinstance(event, Log):
+                console.print(fmt.log_line(event))
+            elif isinstance(event, Eval):
+                console.print(fmt.eval_line(event))
+            elif isinstance(event, Checkpoint):
+                console.print(fmt.checkpoint_line(event))
+            elif isinstance(event, Memory) and event.phase != "step":
+                console.print(f"[magenta]{fmt.memory_report(event)}[/]")
+            elif isinstance(event, Status):
+                console.print(fmt.status_line(event))
 
-    def emit(event: Any) -> None:
-        if isinstance(event, TrainStart):
-            progress.update(task, total=event.total_steps, completed=event.start_step)
-            console.print(f"{event.train_rows} training rows, {event.eval_rows} eval rows, effective batch "
-                          f"{event.effective_batch}, {event.trainable_params:,} trainable parameters")
-        elif isinstance(event, Log):
-            tps = f"{event.tokens_per_s:,.0f} tok/s" if event.tokens_per_s else ""
-            loss = f"{event.loss:.4f}" if event.loss is not None else "n/a"
-            gn = f"{event.grad_norm:.3f}" if event.grad_norm is not None else "n/a"
-            lr = f"{event.learning_rate:.2e}" if event.learning_rate is not None else "n/a"
-            progress.update(task, completed=event.step, description=f"loss {loss}  {tps}")
-            progress.console.print(f"step {event.step:>5}/{event.total_steps}  loss {loss}  lr {lr}  grad_norm {gn}  {tps}")
-        elif isinstance(event, Eval):
-            progress.console.print(f"[cyan]eval  step {event.step}: eval_loss {event.eval_loss:.4f}[/]")
-        elif isinstance(event, Checkpoint):
-            progress.console.print(f"[dim]checkpoint {event.path}[/]")
-        elif isinstance(event, Memory) and event.phase != "step":
-            progress.console.print(
-                f"[magenta]GPU memory ({event.gpu_name}, {event.total_gib:.1f} GiB): reserved before "
-                f"{event.reserved_before_gib:.2f} GiB, peak {event.peak_gib:.2f} GiB ({event.peak_pct:.1f}%), "
-                f"for LoRA {event.lora_gib:.2f} GiB ({event.lora_pct:.1f}%)[/]")
-        elif isinstance(event, Status):
-            progress.console.print(f"[dim]{event.message}[/]")
-
-    try:
-        with progress:
+        try:
             done, _ = run_training(config, run, emit, stop, resume=args.resume)
-    except KeyboardInterrupt:
-        console.print("[red]Aborted; the newest complete checkpoint is kept.[/]")
-        return EXIT_INTERRUPTED
-    assert isinstance(done, Done)
-    style = {"completed": "green", "stopped": "yellow", "failed": "red"}[done.status]
-    console.print(f"[{style}]{done.status}[/] at step {done.step}/{done.total_steps}: {done.message}")
+        except KeyboardInterrupt:
+            console.print("[red]Aborted; the newest complete checkpoint is kept.[/]")
+            return EXIT_INTERRUPTED
+        assert isinstance(done, Done)
+        console.print(fmt.done_line(done))
     if done.status == "completed":
         return EXIT_OK
     if done.status == "stopped":
         return EXIT_INTERRUPTED
-    return EXIT_USAGE if getattr(done, "error_type", "") in ("config", "data") else EXIT_FAILED
+    return EXIT_USAGE if done.error_type in ("config", "data", "resume_config") else EXIT_FAILED
+
+
+# ------------------------------------------------------------------------------------------ export
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """The Save pane's export, headless: same code, same proof."""
+    from workbench.errors import UserError
+    from workbench.runs import RunDir
+    from workbench.save_kinds import SAVE_KINDS
+
+    if args.kind not in SAVE_KINDS:
+        _err(f"--as {args.kind!r}: not an export kind (use one of {', '.join(SAVE_KINDS)})")
+        return EXIT_USAGE
+    run = RunDir(Path(args.run_dir))
+    if not (run.path / "config.toml").is_file():
+        _err(f"{run.path}: not a run folder (no config.toml); `workbench runs` lists the runs")
+        return EXIT_USAGE
+    target = Path(args.out) if args.out else run.path / f"export-{args.kind}"
+    with _library_output_to(run.path / "export.log") as terminal:
+        from rich.console import Console
+
+        console = Console(file=terminal, highlight=False, soft_wrap=True)
+        from workbench.engine.boot import boot
+
+        boot()
+        from workbench.engine.export import export_run
+        from workbench.engine.model import load_adapter, load_base
+
+        def models(config: RunConfig, adapter: str | None) -> Any:
+            loaded = load_base(config, lambda m: console.print(f"[dim]{m}[/]"))
+            if adapter:
+                load_adapter(loaded, adapter)
+            return loaded
+
+        try:
+            saved = export_run(run, args.kind, target, checkpoint=args.checkpoint, overwrite=args.overwrite,
+                               say=lambda m: console.print(f"[dim]{m}[/]"), models=models)
+        except UserError as exc:
+            console.print(f"[red]workbench: {exc.message}[/] {exc.hint}")
+            return EXIT_USAGE if exc.type in ("bad_run", "bad_checkpoint", "bad_kind", "exists") else EXIT_FAILED
+        check = saved.verification
+        console.print(f"[green]Saved {saved.kind}[/] of {saved.run} ({saved.checkpoint or 'final adapter'}, "
+                      f"step {saved.step}) to {saved.path}" + (f"\n  proven: {check.detail}" if check else ""))
+    return EXIT_OK
 
 
 # ----------------------------------------------------------------------------------------- preview
@@ -150,6 +212,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from rich.panel import Panel
 
     from workbench import data as wbdata
+    from workbench.formatting import histogram_lines
     from workbench.textwidth import align_indic_widths
     from workbench.tokenview import legend, sample_counts, sample_text
 
@@ -163,7 +226,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
         d.input_column = args.input_column
     if args.output_column:
         d.output_column = args.output_column
-    console = Console(highlight=False)
+    # Piped (to a file, to less): not wrapped at 80 columns, so every statistics line stays whole.
+    console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
     dataset = wbdata.load_rows(d.source, d.split)
     console.print(f"[dim]Loading the tokenizer of {config.model.name}…[/]")
     from workbench.engine.boot import prepare_environment
@@ -186,10 +250,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
     console.print(f"[bold]Statistics of {d.source}[/] (template {d.template}, fingerprint {stats.fingerprint[:12]})")
     for line in stats.summary_lines():
         console.print(f"  {line}")
-    peak = max((c for _, _, c in stats.histogram), default=0)
-    for lo, hi, count in stats.histogram:
-        bar = "█" * (round(40 * count / peak) if peak else 0)
-        console.print(f"  {lo:>6}-{hi:<6} {bar} {count}")
+    for line in histogram_lines(stats.histogram, 40, config.model.max_seq_length):
+        console.print(f"  {line}")
     invalid = [i for i in stats.issues if i.kind in wbdata.INVALID_KINDS]
     for issue in invalid[:20]:
         console.print(f"  [red]{issue.describe()}[/]")
@@ -227,29 +289,40 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_tui(args: argparse.Namespace, demo: bool = False) -> int:
     config_path = _packaged_config(DEMO_CONFIG) if demo else (
         Path(args.config) if args.config else _packaged_config(DEFAULT_CONFIG))
+    return _run_tui(config_path)
+
+
+def _run_tui(config_path: Path, attach: Path | None = None) -> int:
     from workbench.ui.app import WorkbenchApp
 
-    app = WorkbenchApp(config_path=config_path, attach=getattr(args, "run", None))
+    app = WorkbenchApp(config_path=config_path, attach=str(attach) if attach else None)
     app.run()  # the GC comes back on when the app closes (or in workbench.launch, if it never started)
-    return app.return_code or EXIT_OK if app.return_code is not None else EXIT_OK
+    if app.exit_note:
+        print(app.exit_note)
+    return app.return_code or EXIT_OK
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
-    from workbench.runs import live_runs
+    """The TUI on a run: its own config, its history, and the engine training it when it still runs."""
+    from workbench.runs import find_run, live_runs
 
-    live = live_runs(args.runs_dir)
     if not args.run:
+        live = live_runs(args.runs_dir)
         if not live:
-            print(f"no live runs under {args.runs_dir}")
+            print(f"no live runs under {args.runs_dir}; `workbench runs` lists them all, "
+                  "and `workbench attach RUN` opens any of them")
             return EXIT_OK
         if len(live) > 1:
             for r in live:
                 print(f"{r.name:<40} step {r.step}/{r.total_steps}")
             print("name one: workbench attach RUN")
             return EXIT_OK
-        args.run = live[0].name
-    args.config = None
-    return cmd_tui(args)
+        args.run = str(live[0].path)
+    run = find_run(args.run, args.runs_dir)
+    if run is None:
+        _err(f"{args.run}: no such run (looked for a folder with events.jsonl, and under {args.runs_dir}/)")
+        return EXIT_USAGE
+    return _run_tui(run.config_path, attach=run.path)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,9 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("gpus", help="one line per NVIDIA GPU (NVML)")
     rn = sub.add_parser("runs", help="list runs")
     rn.add_argument("--runs-dir", default="runs")
-    at = sub.add_parser("attach", help="re-attach the TUI to a live run")
-    at.add_argument("run", nargs="?")
+    at = sub.add_parser("attach", help="re-attach the TUI to a live run, or open any run with its own config")
+    at.add_argument("run", nargs="?", help="a run's folder or its name under --runs-dir (default: the live one)")
     at.add_argument("--runs-dir", default="runs")
+    ex = sub.add_parser("export", help="export a run's weights (the Save pane's code), proven to reload")
+    ex.add_argument("run_dir", help="the run's folder")
+    ex.add_argument("--as", dest="kind", default="lora", help="lora, merged_16bit or gguf (default lora)")
+    ex.add_argument("--out", help="folder to write (default RUN_DIR/export-KIND)")
+    ex.add_argument("--checkpoint", type=int, help="a checkpoint's step (default: the final adapter, else the newest)")
+    ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists (only once the new one is proven)")
     return p
 
 
@@ -290,14 +369,14 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_tui(args, demo=True)
         gc.enable()  # workbench.launch turned it off for start-up; only the TUI takes it over itself
         handler = {"train": cmd_train, "preview": cmd_preview, "gpus": cmd_gpus, "runs": cmd_runs,
-                   "attach": cmd_attach}[args.command]
+                   "attach": cmd_attach, "export": cmd_export}[args.command]
         return handler(args)
     except ConfigError as exc:
         _err(str(exc))
         return EXIT_USAGE
     except Exception as exc:
         from workbench.data import DataError
-        from workbench.engine.errors import UserError
+        from workbench.errors import UserError
 
         if isinstance(exc, DataError):
             _err(str(exc))
@@ -305,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, UserError):
             _err(f"{exc.message} {exc.hint}".strip())
             return EXIT_FAILED
-        if os.environ.get("WORKBENCH_DEBUG"):
+        if settings.debug():
             raise
         from workbench.engine.errors import explain
 

@@ -1,8 +1,10 @@
 """The UI's side of the engine: start (or attach to) an engine process and talk to it.
 
 No ML imports here: this module is on the UI's start-up path. Events arrive on a reader thread and are
-handed to `on_event` (the UI posts them as Textual messages); requests are fire-and-forget with an id,
-or `call()` waits for the answer (CLI and tests).
+handed to `on_event` (the UI posts them as Textual messages); `send()` is fire-and-forget with an id,
+`call()` waits for the typed answer (CLI and tests). The first event of a connection is the engine's
+`Hello`: an engine that speaks another protocol version (one started by another workbench version, still
+running a run) is refused with a message saying so, instead of failing on its first answer.
 """
 
 from __future__ import annotations
@@ -19,13 +21,36 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from workbench.protocol import Error, Event, ProtocolError, Request, Result, decode_event, encode
+from workbench.protocol import (
+    PROTOCOL_VERSION,
+    Error,
+    Event,
+    Hello,
+    ProtocolError,
+    Request,
+    Result,
+    decode_event,
+    encode,
+)
+
+if TYPE_CHECKING:
+    from workbench.requests import Answer, Args, Expects
+
+AnswerT = TypeVar("AnswerT", bound="Answer")
 
 
 class EngineGone(ConnectionError):
     pass
+
+
+class EngineError(RuntimeError):
+    """The engine answered a request with an error (already phrased for the user)."""
+
+    def __init__(self, error: Error) -> None:
+        super().__init__(f"{error.message} {error.hint}".strip())
+        self.error = error
 
 
 class StartAborted(EngineGone):
@@ -145,6 +170,14 @@ class EngineClient:
                     event = decode_event(line)
                 except ProtocolError:
                     continue
+                if isinstance(event, Hello) and event.protocol != PROTOCOL_VERSION:
+                    self.on_event(Error(
+                        type="protocol_mismatch", fatal=True,
+                        message=f"The engine (pid {event.pid}) speaks protocol {event.protocol}; this workbench "
+                                f"speaks {PROTOCOL_VERSION}: it was started by another workbench version.",
+                        hint="Use that version to watch its run, or stop that engine; its run directory can be "
+                             "opened from Runs."))
+                    break
                 waiter = self._waiters.get(event.id or "")
                 if waiter is not None:
                     waiter[1].append(event)
@@ -165,8 +198,10 @@ class EngineClient:
     def close(self, shutdown: bool = False) -> None:
         self._closing.set()
         if shutdown and self.connected.is_set():
-            with contextlib.suppress(Exception):
-                self.send("shutdown")
+            from workbench.requests import Shutdown
+
+            with contextlib.suppress(EngineGone):
+                self.send(Shutdown())
         self._close_socket()
 
     def _close_socket(self) -> None:
@@ -177,41 +212,51 @@ class EngineClient:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
 
-    def alive(self) -> bool:
-        return self.connected.is_set()
-
     # -- requests -------------------------------------------------------------------------------
-    def send(self, cmd: str, args: dict[str, Any] | None = None) -> str:
+    def _write(self, request: Request) -> None:
         if self._wfile is None or not self.connected.is_set():
             raise EngineGone("the engine is not connected")
-        rid = f"r{next(self._ids)}"
-        line = encode(Request(id=rid, cmd=cmd, args=args or {})).encode("utf-8")  # type: ignore[arg-type]
+        line = encode(request).encode("utf-8")
         with self._send_lock:
             try:
                 self._wfile.write(line)
                 self._wfile.flush()
             except OSError as exc:
                 raise EngineGone(f"the engine is not reachable: {exc}") from None
+
+    def send(self, args: Args) -> str:
+        """Send a command; its answer arrives through on_event. Returns the request id."""
+        rid = f"r{next(self._ids)}"
+        self._write(Request(id=rid, cmd=args.cmd, args=args.wire_args()))
         return rid
 
-    def call(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 600.0) -> tuple[Event, list[Event]]:
-        """Send and wait for the answer: (the Result or Error, every event with this id in order)."""
-        if self._wfile is None or not self.connected.is_set():
-            raise EngineGone("the engine is not connected")
+    def call_events(self, args: Args, timeout: float = 600.0) -> tuple[Result | Error, list[Event]]:
+        """Send and wait: (the Result or Error, and every event with this request's id, in order)."""
         rid = f"r{next(self._ids)}"
         done = threading.Event()
         events: list[Event] = []
         self._waiters[rid] = (done, events)
-        line = encode(Request(id=rid, cmd=cmd, args=args or {})).encode("utf-8")  # type: ignore[arg-type]
         try:
-            with self._send_lock:
-                self._wfile.write(line)
-                self._wfile.flush()
+            self._write(Request(id=rid, cmd=args.cmd, args=args.wire_args()))
             if not done.wait(timeout):
-                raise TimeoutError(f"the engine did not answer {cmd} within {timeout:.0f} s")
+                raise TimeoutError(f"the engine did not answer {args.cmd} within {timeout:.0f} s")
         finally:
             self._waiters.pop(rid, None)
         final = next((e for e in reversed(events) if isinstance(e, Result | Error)), None)
         if final is None:
-            raise EngineGone(f"the engine closed before answering {cmd}")
+            raise EngineGone(f"the engine closed before answering {args.cmd}")
         return final, events
+
+    def call(self, args: Expects[AnswerT], timeout: float = 600.0) -> AnswerT:
+        """Send and wait for the typed answer; an engine error raises EngineError."""
+        assert isinstance(args, _args_class())
+        final, _events = self.call_events(args, timeout)
+        if isinstance(final, Error):
+            raise EngineError(final)
+        return args.answer.model_validate(final.data)  # type: ignore[return-value]
+
+
+def _args_class() -> type[Args]:
+    from workbench.requests import Args  # not at import: requests.py stays off the TUI's start-up path
+
+    return Args

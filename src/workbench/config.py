@@ -8,6 +8,7 @@ the UI shows as help and the error messages quote. Nothing here imports torch or
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -262,8 +263,13 @@ def _allowed(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
+    return format_errors(list(err.errors()), source)
+
+
+def format_errors(errors: list[Any], source: str) -> str:
+    """pydantic's error dicts as lines naming the source, the field, the value and what is allowed."""
     lines = []
-    for e in err.errors():
+    for e in errors:
         loc = tuple(e.get("loc", ()))
         field = ".".join(str(p) for p in loc)
         value = e.get("input")
@@ -335,6 +341,42 @@ def save_config(config: RunConfig, path: str | Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(dumps_config(config), encoding="utf-8")
     tmp.replace(path)
+
+
+# -- differences ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    """section.name, as the TOML and the Config pane name it."""
+    old: Any
+    new: Any
+
+    def describe(self) -> str:
+        return f"{self.field} {self.old!r} → {self.new!r}"
+
+
+def _flat(config: RunConfig) -> dict[str, Any]:
+    return {f"{section}.{name}": value
+            for section, fields in config.model_dump(mode="json").items() for name, value in fields.items()}
+
+
+def config_diff(old: RunConfig, new: RunConfig) -> list[FieldChange]:
+    """Every field whose value differs, in the form's order."""
+    before, after = _flat(old), _flat(new)
+    return [FieldChange(name, before[name], after[name]) for name in after if before.get(name) != after[name]]
+
+
+# What may change when a run is resumed: how long it runs and how often it logs, evaluates and saves.
+# Everything else (model, LoRA, data, batch, optimiser and schedule) shapes the weights and the optimiser
+# state already in the checkpoint; HF's Trainer would take some of them from the checkpoint and silently
+# ignore the edit (a new learning rate: the scheduler's restored base rate wins).
+RESUMABLE_FIELDS = frozenset({
+    "training.max_steps", "training.num_train_epochs", "training.logging_steps", "training.eval_steps",
+    "training.save_steps", "training.save_total_limit", "training.auto_retry_oom",
+})
+IGNORED_ON_RESUME = frozenset({"output.runs_dir", "output.run_name"})
+"""The run's folder is already chosen."""
 
 
 def field_help(section: str, name: str) -> str:

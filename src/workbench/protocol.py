@@ -94,6 +94,8 @@ class TrainStart(_Event):
     total_params: int = 0
     flops_per_token: float = 0.0
     peak_tflops: float | None = None
+    data_fingerprint: str = ""
+    """sha256 of the data file (or of the hub rows) the run trains on."""
 
 
 class Log(_Event):
@@ -157,6 +159,8 @@ class Done(_Event):
     adapter_path: str | None = None
     message: str = ""
     runtime_s: float = 0.0
+    error_type: str = ""
+    """For a failed run: what kind of failure (config, data, oom, ...); the CLI's exit code follows it."""
 
 
 class Token(_Event):

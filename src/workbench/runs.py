@@ -27,6 +27,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from workbench import settings
+from workbench.config import ConfigError, RunConfig, load_config
+from workbench.errors import UserError
 from workbench.protocol import Done, Event, Log, ProtocolError, TrainStart, decode_event, encode
 
 EVENTS_FILE = "events.jsonl"
@@ -160,6 +163,10 @@ class RunDir:
         found = self.checkpoints()
         return found[-1][1] if found else None
 
+    def has_weights(self) -> bool:
+        """A final adapter or a complete checkpoint: something chat, eval and export can load."""
+        return (self.adapter_dir / "adapter_config.json").exists() or bool(self.checkpoints())
+
     def discard_incomplete_checkpoints(self) -> list[Path]:
         """Remove checkpoint folders a crash left half-written (no completion marker)."""
         complete = {p for _, p in self.checkpoints(complete_only=True)}
@@ -188,7 +195,8 @@ class RunDir:
 
     def engine_alive(self) -> bool:
         info = self.engine_info()
-        return bool(info) and pid_alive(int(info.get("pid", 0)))  # type: ignore[arg-type]
+        pid = info.get("pid") if info else None
+        return isinstance(pid, int) and pid_alive(pid)
 
     # -- summary ----------------------------------------------------------------------------------
     def summary(self) -> RunSummary:
@@ -246,6 +254,20 @@ def list_runs(runs_dir: str | Path) -> list[RunSummary]:
     return sorted(runs, key=lambda r: (r.started or r.path.stat().st_mtime), reverse=True)
 
 
+def find_run(name: str | Path, runs_dir: str | Path) -> RunDir | None:
+    """A run by folder path, or by name under `runs_dir`; None when neither holds a run."""
+    for candidate in (Path(name), Path(runs_dir) / name):
+        if (candidate / EVENTS_FILE).exists():
+            return RunDir(candidate)
+    return None
+
+
+def is_run_record(path: str | Path) -> bool:
+    """Whether `path` is a run's config.toml: the record of what the run was trained with, never rewritten."""
+    path = Path(path)
+    return path.name == CONFIG_FILE and (path.parent / EVENTS_FILE).exists()
+
+
 def live_runs(runs_dir: str | Path) -> list[RunSummary]:
     return [r for r in list_runs(runs_dir) if r.status == "running"]
 
@@ -253,10 +275,56 @@ def live_runs(runs_dir: str | Path) -> list[RunSummary]:
 def free_bytes(path: str | Path) -> int:
     """Free space on the file system that holds `path` (WORKBENCH_FREE_BYTES overrides it, for tests of
     the disk-full path)."""
-    override = os.environ.get("WORKBENCH_FREE_BYTES")
-    if override:
-        return int(override)
+    override = settings.free_bytes_override()
+    if override is not None:
+        return override
     probe = Path(path)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     return shutil.disk_usage(probe).free
+
+
+# -- weights ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Which weights an export holds, and the run they came from."""
+
+    run: RunDir
+    config: RunConfig
+    adapter: Path
+    """The run's adapter folder, or a checkpoint folder (both hold adapter_model.safetensors)."""
+    step: int | None
+    checkpoint: str | None
+    """checkpoint-N, or None for the run's final adapter."""
+
+
+def _is_adapter(folder: Path) -> bool:
+    return (folder / "adapter_config.json").exists()
+
+
+def resolve_weights(run: RunDir, checkpoint: int | None = None) -> WeightsSource:
+    """The weights to export: a checkpoint when asked, else the final adapter, else the newest checkpoint."""
+    if not run.path.is_dir():
+        raise UserError("bad_run", f"{run.path}: no such run folder", "Name a folder under runs/ (workbench runs).")
+    if not run.config_path.exists():
+        raise UserError("bad_run", f"{run.path}: not a workbench run (it has no {run.config_path.name})",
+                        "Name a folder that `workbench runs` lists.")
+    try:
+        config = load_config(run.config_path)
+    except ConfigError as exc:
+        raise UserError("bad_run", str(exc), "The run's config.toml was edited or damaged.") from None
+    complete = dict(run.checkpoints())
+    if checkpoint is not None:
+        if checkpoint not in complete:
+            have = ", ".join(str(s) for s in complete) or "none"
+            raise UserError("bad_checkpoint", f"{run.name} has no complete checkpoint at step {checkpoint}",
+                            f"Complete checkpoints: {have}.")
+        return WeightsSource(run, config, complete[checkpoint], checkpoint, complete[checkpoint].name)
+    if _is_adapter(run.adapter_dir):
+        return WeightsSource(run, config, run.adapter_dir, run.summary().step or None, None)
+    if complete:
+        step = max(complete)
+        return WeightsSource(run, config, complete[step], step, complete[step].name)
+    raise UserError("bad_run", f"{run.name} has no adapter and no complete checkpoint yet",
+                    "Train it (or resume it) until a checkpoint is saved.")

@@ -6,19 +6,11 @@ built here, and the full traceback goes to the engine's log file for whoever deb
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 
-
-class UserError(Exception):
-    """A failure already phrased for the user."""
-
-    def __init__(self, type_: str, message: str, hint: str = "") -> None:
-        super().__init__(message)
-        self.type = type_
-        self.message = message
-        self.hint = hint
+from workbench import settings
+from workbench.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -28,21 +20,14 @@ class Explained:
     hint: str
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
-
-
 def _gpu_memory() -> str:
-    try:
-        import torch
+    import torch
 
-        if torch.cuda.is_available():
-            total = torch.cuda.get_device_properties(0).total_memory / 1024**3
-            peak = torch.cuda.max_memory_reserved() / 1024**3
-            return f"; peak reserved {peak:.1f} of {total:.1f} GiB"
-    except Exception:
-        pass
-    return ""
+    if not torch.cuda.is_available():
+        return ""
+    total = torch.cuda.get_device_properties(0).total_memory / 1024**3
+    peak = torch.cuda.max_memory_reserved() / 1024**3
+    return f"; peak reserved {peak:.1f} of {total:.1f} GiB"
 
 
 def explain(
@@ -89,7 +74,7 @@ def explain(
         and ("is not a local folder" in text or "not a valid model identifier" in text or "offline" in text.lower()
              or "couldn't connect" in text.lower() or "cannot find the requested files" in text.lower())
     ):
-        if _offline() or "offline" in text.lower() or "connect" in text.lower() or name == "LocalEntryNotFoundError":
+        if settings.hub_offline() or "offline" in text.lower() or "connect" in text.lower() or name == "LocalEntryNotFoundError":
             return Explained(
                 "offline",
                 f"{model_name or 'The model'} is not on this machine and the Hugging Face hub cannot be "

@@ -11,20 +11,28 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.engine.model import Loaded
+from workbench.requests import GenerationStats
 from workbench.templates import END_OF_TURN, render_prompt
 
 
 @dataclass
 class GenerationResult:
     text: str
-    new_tokens: int
+    token_ids: list[int]
+    """The generated tokens (an end-of-turn token included when the model wrote one)."""
     prompt_tokens: int
     time_to_first_token_s: float | None
     decode_tokens_per_s: float | None
     stopped: bool
 
-    def as_dict(self) -> dict[str, Any]:
-        return self.__dict__.copy()
+    @property
+    def new_tokens(self) -> int:
+        return len(self.token_ids)
+
+    def stats(self) -> GenerationStats:
+        return GenerationStats(text=self.text, new_tokens=self.new_tokens, prompt_tokens=self.prompt_tokens,
+                               time_to_first_token_s=self.time_to_first_token_s,
+                               decode_tokens_per_s=self.decode_tokens_per_s, stopped=self.stopped)
 
 
 class _Stopper:
@@ -116,22 +124,17 @@ def generate_stream(
     finished = time.perf_counter()
     if failure:
         raise failure[0]
-    new_tokens = int(output["ids"].shape[-1] - inputs["input_ids"].shape[-1]) if "ids" in output else 0
+    prompt_length = int(inputs["input_ids"].shape[-1])
+    token_ids = [int(t) for t in output["ids"][0, prompt_length:].tolist()] if "ids" in output else []
     decode_tps = None
-    if first is not None and new_tokens > 1 and finished > first:
-        decode_tps = (new_tokens - 1) / (finished - first)
+    if first is not None and len(token_ids) > 1 and finished > first:
+        decode_tps = (len(token_ids) - 1) / (finished - first)
     return GenerationResult(
         text="".join(pieces),
-        new_tokens=new_tokens,
-        prompt_tokens=int(inputs["input_ids"].shape[-1]),
+        token_ids=token_ids,
+        prompt_tokens=prompt_length,
         time_to_first_token_s=(first - started) if first is not None else None,
         decode_tokens_per_s=decode_tps,
         stopped=cancel.is_set(),
     )
 
-
-def prepare_for_training(loaded: Loaded) -> None:
-    from unsloth import FastLanguageModel
-
-    with contextlib.suppress(Exception):
-        FastLanguageModel.for_training(loaded.model)

@@ -22,6 +22,9 @@ class Loaded:
     """What was loaded (name, seq length, 4-bit, dtype): a load with the same key reuses the model."""
     device: str
     has_lora: bool = False
+    adapter_path: str | None = None
+    """The adapter folder on disk that the LoRA weights in memory equal (a run's adapter or checkpoint);
+    None for the base model, or for weights not saved (yet)."""
 
 
 def model_key(config: RunConfig) -> tuple[Any, ...]:
@@ -88,6 +91,18 @@ def load_adapter(loaded: Loaded, adapter_path: str) -> None:
         raise RuntimeError("the model already carries an adapter; reload the base model first")
     loaded.model = PeftModel.from_pretrained(loaded.model, adapter_path, is_trainable=False, use_safetensors=True)
     loaded.has_lora = True
+    loaded.adapter_path = adapter_path
+
+
+def release_memory() -> None:
+    """Give freed tensors back (after dropping a model): Python's cycles first, then CUDA's cache."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def count_parameters(model: Any) -> tuple[int, int]:

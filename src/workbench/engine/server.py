@@ -1,9 +1,10 @@
-"""The engine: command dispatch and the unix-socket transport.
+"""The engine: typed command dispatch, its state, and the unix-socket transport.
 
-One client at a time talks to the engine over a unix socket (JSON lines, `workbench.protocol`). A
-client that goes away (the UI quit, the SSH session dropped) does not stop training: events keep going
-to the run's events.jsonl, and a new client can connect and carry on. With no client and nothing
-running, the engine exits, so no stray process holds GPU memory.
+One client at a time talks to the engine over a unix socket (JSON lines, `workbench.protocol`; the
+commands and their answers are `workbench.requests`). A client that goes away (the UI quit, the SSH
+session dropped) does not stop training: events keep going to the run's events.jsonl, and a new client
+can connect and carry on. With no client and nothing running, the engine exits, so no stray process
+holds GPU memory.
 """
 
 from __future__ import annotations
@@ -15,16 +16,22 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from pydantic import BaseModel
 
 from workbench import data as wbdata
-from workbench.config import RunConfig, config_from_dict
-from workbench.engine.errors import UserError, explain
+from workbench import requests as rq
+from workbench.config import RunConfig
+from workbench.engine.errors import explain
+from workbench.engine.model import Loaded
+from workbench.errors import UserError
 from workbench.protocol import (
+    EngineState,
     Error,
     Hello,
     ProtocolError,
@@ -37,7 +44,7 @@ from workbench.protocol import (
     decode_request,
     encode,
 )
-from workbench.runs import RunDir, new_run_name
+from workbench.runs import RunDir, new_run_name, resolve_weights
 
 log = logging.getLogger("workbench.engine")
 
@@ -47,30 +54,89 @@ class Busy(UserError):
         super().__init__("busy", f"The engine is {what}.", "Wait for it to finish, or stop it first.")
 
 
+@dataclass
+class TrainingJob:
+    run: RunDir
+    config: RunConfig
+    stop: threading.Event
+    thread: threading.Thread
+
+
+class DataCache:
+    """Tokenizers and the current dataset, kept between previews (both are slow to make)."""
+
+    def __init__(self) -> None:
+        self._tokenizers: dict[tuple[Any, ...], Any] = {}
+        self._datasets: dict[tuple[str, str, float], wbdata.LoadedDataset] = {}
+        self._lock = threading.Lock()  # previews and statistics run on threads of their own
+
+    def tokenizer(self, config: RunConfig, loaded: Loaded | None) -> Any:
+        from workbench.engine.model import load_tokenizer, model_key
+
+        key = model_key(config)
+        if loaded is not None and loaded.key == key:
+            return loaded.tokenizer
+        with self._lock:
+            if key not in self._tokenizers:
+                self._tokenizers[key] = load_tokenizer(config)
+            return self._tokenizers[key]
+
+    def dataset(self, config: RunConfig) -> wbdata.LoadedDataset:
+        source, split = config.data.source, config.data.split
+        try:
+            mtime = Path(source).stat().st_mtime if not source.startswith("builtin:") else 0.0
+        except OSError:
+            mtime = -1.0
+        key = (source, split, mtime)
+        with self._lock:
+            if key not in self._datasets:
+                self._datasets.clear()  # one dataset at a time: they can be large
+                self._datasets[key] = wbdata.load_rows(source, split)
+            return self._datasets[key]
+
+
 class Engine:
     def __init__(self, socket_path: str | None = None) -> None:
         self.socket_path = socket_path
-        self.loaded: Any = None
-        self.state = "ready"
+        self.loaded: Loaded | None = None
+        self.state: EngineState = "ready"
         self.state_detail = ""
+        self.job: TrainingJob | None = None
+        self.data = DataCache()
+        self.shutdown_requested = threading.Event()
         self._write_lock = threading.Lock()
         self._writer: BinaryIO | None = None
         self._model_lock = threading.Lock()
+        """Held by whatever uses the model: a load, a generation, a save, a training run."""
         self._activity = ""
-        self.train_stop = threading.Event()
-        self.train_thread: threading.Thread | None = None
-        self.run: RunDir | None = None
-        self.run_config: RunConfig | None = None
         self._cancels: dict[str, threading.Event] = {}
-        self._tokenizers: dict[tuple[Any, ...], Any] = {}
-        self._datasets: dict[tuple[str, str, float], wbdata.LoadedDataset] = {}
-        self.fingerprint = ""
-        self.shutdown_requested = threading.Event()
+        # command -> (handler, answered on the reader thread?). Inline commands are instant and must
+        # work while a long one runs (stop during training, cancel during a generation).
+        self._handlers: dict[type[rq.Args], tuple[Callable[[Any, str], rq.Answer], bool]] = {
+            rq.Ping: (self.ping, True),
+            rq.GetStatus: (self.status, True),
+            rq.Stop: (self.stop, True),
+            rq.Cancel: (self.cancel, True),
+            rq.Shutdown: (self.shutdown, True),
+            rq.Load: (self.load, False),
+            rq.Unload: (self.unload, False),
+            rq.Preview: (self.preview, False),
+            rq.Statistics: (self.dataset_stats, False),
+            rq.Train: (self.train, False),
+            rq.Generate: (self.generate, False),
+            rq.Save: (self.save, False),
+        }
 
     # -- output ---------------------------------------------------------------------------------
     def attach_writer(self, writer: BinaryIO | None) -> None:
         with self._write_lock:
             self._writer = writer
+
+    def detach_writer(self, writer: BinaryIO) -> None:
+        """Forget `writer` if it is still the current one (a newer client may have taken over)."""
+        with self._write_lock:
+            if self._writer is writer:
+                self._writer = None
 
     def emit(self, event: BaseModel) -> None:
         line = encode(event).encode("utf-8")
@@ -80,339 +146,287 @@ class Engine:
             try:
                 self._writer.write(line)
                 self._writer.flush()
-            except (BrokenPipeError, ConnectionResetError, OSError, ValueError):
+            except (OSError, ValueError):
                 self._writer = None  # the client went away; training carries on
 
-    def set_state(self, state: str, detail: str = "") -> None:
+    def say(self, message: str) -> None:
+        self.emit(Status(message=message))
+
+    def set_state(self, state: EngineState, detail: str = "") -> None:
         self.state, self.state_detail = state, detail
-        self.emit(State(state=state, detail=detail))  # type: ignore[arg-type]
+        self.emit(State(state=state, detail=detail))
 
     def hello(self) -> Hello:
         from workbench.engine.model import device_description
 
         versions: dict[str, str] = {}
         for name in ("unsloth", "torch", "transformers", "trl", "peft"):
-            with contextlib.suppress(Exception):
-                from importlib.metadata import version
-
+            with contextlib.suppress(PackageNotFoundError):
                 versions[name] = version(name)
         return Hello(pid=os.getpid(), device=device_description(), versions=versions)
 
     # -- dispatch -------------------------------------------------------------------------------
     def handle_line(self, line: bytes) -> None:
         try:
-            req = decode_request(line)
+            request = decode_request(line)
         except ProtocolError as exc:
             self.emit(Error(type="protocol", message=str(exc)))
             return
-        self.handle(req)
+        self.handle(request)
 
-    def handle(self, req: Request) -> None:
-        inline = {"ping": self._ping, "stop": self._stop, "cancel": self._cancel, "status": self._status,
-                  "shutdown": self._shutdown}
-        if req.cmd in inline:
-            self._answer(req, inline[req.cmd])
-            return
-        handler = getattr(self, f"_cmd_{req.cmd}")
-        threading.Thread(target=self._answer, args=(req, handler), name=f"cmd-{req.cmd}", daemon=True).start()
-
-    def _answer(self, req: Request, handler: Callable[[Request], dict[str, Any] | None]) -> None:
+    def handle(self, request: Request) -> None:
         try:
-            data = handler(req)
-            self.emit(Result(id=req.id, data=data or {}))
-        except Exception as exc:
+            args = rq.parse_args(request.cmd, request.args)
+        except rq.BadArguments as exc:
+            hint = "Fix the field in the Config pane or the TOML file." if exc.in_config else ""
+            self.emit(Error(id=request.id, type="config" if exc.in_config else "protocol", message=str(exc),
+                            hint=hint))
+            return
+        handler, inline = self._handlers[type(args)]
+        if inline:
+            self._answer(request.id, args, handler)
+        else:
+            threading.Thread(target=self._answer, args=(request.id, args, handler), name=f"cmd-{args.cmd}",
+                             daemon=True).start()
+
+    def _answer(self, rid: str, args: rq.Args, handler: Callable[[Any, str], rq.Answer]) -> None:
+        try:
+            answer = handler(args, rid)
+        except Exception as exc:  # a process boundary: every failure becomes an Error event, never a crash
             if not isinstance(exc, UserError):
-                log.error("command %s failed:\n%s", req.cmd, traceback.format_exc())
-            why = explain(exc, model_name=str(req.args.get("config", {}).get("model", {}).get("name", "")))
-            self.emit(Error(id=req.id, type=why.type, message=why.message, hint=why.hint))
+                log.error("command %s failed:\n%s", args.cmd, traceback.format_exc())
+            config = getattr(args, "config", None)
+            why = explain(exc, model_name=config.model.name if isinstance(config, RunConfig) else "")
+            self.emit(Error(id=rid, type=why.type, message=why.message, hint=why.hint))
+            return
+        self.emit(Result(id=rid, data=answer.model_dump(mode="json")))
 
-    def _config(self, req: Request) -> RunConfig:
-        return config_from_dict(req.args.get("config") or {}, "config")
-
-    # -- inline commands ------------------------------------------------------------------------
-    def _ping(self, req: Request) -> dict[str, Any]:
-        return {"pong": True}
-
-    def _status(self, req: Request) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "detail": self.state_detail,
-            "run": self.run.name if self.run else None,
-            "run_dir": str(self.run.path) if self.run else None,
-            "training": self.training,
-            "model_loaded": self.loaded is not None,
-            "has_adapter": bool(self.loaded and self.loaded.has_lora),
-            "pid": os.getpid(),
-        }
-
-    def _stop(self, req: Request) -> dict[str, Any]:
-        if not self.training:
-            return {"stopping": False}
-        self.train_stop.set()
-        self.set_state("stopping", "stopping at the next step boundary, then saving a checkpoint")
-        return {"stopping": True}
-
-    def _cancel(self, req: Request) -> dict[str, Any]:
-        target = str(req.args.get("target", ""))
-        for key, ev in list(self._cancels.items()):
-            if not target or key == target:
-                ev.set()
-        return {}
-
-    def _shutdown(self, req: Request) -> dict[str, Any]:
-        if self.training:
-            raise Busy("training; stop it first")
-        self.shutdown_requested.set()
-        return {}
-
+    # -- the model lock -------------------------------------------------------------------------
     @property
     def training(self) -> bool:
-        return self.train_thread is not None and self.train_thread.is_alive()
+        return self.job is not None and self.job.thread.is_alive()
 
-    # -- model ----------------------------------------------------------------------------------
-    def _acquire(self, what: str) -> None:
+    @property
+    def idle(self) -> bool:
+        return not self.training and not self._model_lock.locked()
+
+    def _claim(self, activity: str) -> None:
         if self.training:
             raise Busy("training")
         if not self._model_lock.acquire(blocking=False):
             raise Busy(self._activity or "busy")
-        self._activity = what
+        self._activity = activity
 
     def _release(self) -> None:
         self._activity = ""
         self._model_lock.release()
+        self.set_state("ready")
 
-    def _ensure_model(self, config: RunConfig, adapter: str | None = None) -> None:
+    @contextlib.contextmanager
+    def busy(self, activity: str, state: EngineState, detail: str = "") -> Iterator[None]:
+        """Use the model for one command: refused while something else uses it; ready again after."""
+        self._claim(activity)
+        try:
+            self.set_state(state, detail)
+            yield
+        finally:
+            self._release()
+
+    def _ensure_model(self, config: RunConfig, adapter: str | None) -> Loaded:
+        """The base model of `config`, with `adapter` on it when given; reused when already loaded."""
         from workbench.engine.model import load_adapter, load_base, model_key
 
-        want_adapter = adapter or ""
-        current = getattr(self.loaded, "adapter_path", None) if self.loaded else None
-        if self.loaded is not None and self.loaded.key == model_key(config) and (
-            not want_adapter or current == want_adapter
-        ):
-            return
+        loaded = self.loaded
+        if loaded is not None and loaded.key == model_key(config) and (adapter is None or loaded.adapter_path == adapter):
+            return loaded
         self.set_state("loading", f"loading {config.model.name}")
-        self.loaded = None
-        self.loaded = load_base(config, lambda m: self.emit(Status(message=m)))
-        if want_adapter:
-            load_adapter(self.loaded, want_adapter)
-            self.loaded.adapter_path = want_adapter
+        self.loaded = None  # the old model's memory can go before the new one is loaded
+        loaded = load_base(config, self.say)
+        if adapter is not None:
+            load_adapter(loaded, adapter)
+        self.loaded = loaded
+        return loaded
 
-    def _cmd_load(self, req: Request) -> dict[str, Any]:
+    # -- inline commands ------------------------------------------------------------------------
+    def ping(self, args: rq.Ping, rid: str) -> rq.Pong:
+        return rq.Pong()
+
+    def status(self, args: rq.GetStatus, rid: str) -> rq.EngineStatus:
+        run = self.job.run if self.job else None
+        return rq.EngineStatus(
+            state=self.state, detail=self.state_detail, run=run.name if run else None,
+            run_dir=str(run.path) if run else None, training=self.training, model_loaded=self.loaded is not None,
+            has_adapter=bool(self.loaded and self.loaded.has_lora), pid=os.getpid())
+
+    def stop(self, args: rq.Stop, rid: str) -> rq.Stopping:
+        if self.job is None or not self.training:
+            return rq.Stopping(stopping=False)
+        self.job.stop.set()
+        self.set_state("stopping", "stopping at the next step boundary, then saving a checkpoint")
+        return rq.Stopping(stopping=True)
+
+    def cancel(self, args: rq.Cancel, rid: str) -> rq.Nothing:
+        event = self._cancels.get(args.target)
+        if event is not None:
+            event.set()
+        return rq.Nothing()
+
+    def shutdown(self, args: rq.Shutdown, rid: str) -> rq.Nothing:
+        if self.training:
+            raise Busy("training; stop it first")
+        self.shutdown_requested.set()
+        return rq.Nothing()
+
+    @contextlib.contextmanager
+    def cancellable(self, rid: str) -> Iterator[threading.Event]:
+        event = threading.Event()
+        self._cancels[rid] = event
+        try:
+            yield event
+        finally:
+            self._cancels.pop(rid, None)
+
+    # -- model ----------------------------------------------------------------------------------
+    def load(self, args: rq.Load, rid: str) -> rq.ModelLoaded:
         from workbench.engine.model import count_parameters
 
-        config = self._config(req)
-        self._acquire("loading a model")
-        try:
-            self._ensure_model(config, req.args.get("adapter"))
-            _trainable, total = count_parameters(self.loaded.model)
-        finally:
-            self._release()
-            self.set_state("ready")
-        return {"model": config.model.name, "device": self.loaded.device, "total_params": total,
-                "has_adapter": self.loaded.has_lora}
+        with self.busy("loading a model", "loading", args.config.model.name):
+            loaded = self._ensure_model(args.config, args.adapter)
+            _trainable, total = count_parameters(loaded.model)
+            return rq.ModelLoaded(model=args.config.model.name, device=loaded.device, total_params=total,
+                                  has_adapter=loaded.has_lora)
 
-    def _cmd_unload(self, req: Request) -> dict[str, Any]:
-        self._acquire("unloading")
-        try:
+    def unload(self, args: rq.Unload, rid: str) -> rq.Nothing:
+        from workbench.engine.model import release_memory
+
+        with self.busy("unloading", "loading", "unloading the model"):
             self.loaded = None
-            with contextlib.suppress(Exception):
-                import gc
-
-                import torch
-
-                gc.collect()
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-        finally:
-            self._release()
-        return {}
+            release_memory()
+        return rq.Nothing()
 
     # -- data -----------------------------------------------------------------------------------
-    def _tokenizer(self, config: RunConfig) -> Any:
-        from workbench.engine.model import load_tokenizer, model_key
-
-        key = model_key(config)
-        if self.loaded is not None and self.loaded.key == key:
-            return self.loaded.tokenizer
-        if key not in self._tokenizers:
-            self._tokenizers[key] = load_tokenizer(config)
-        return self._tokenizers[key]
-
-    def _dataset(self, config: RunConfig) -> wbdata.LoadedDataset:
-        source, split = config.data.source, config.data.split
-        try:
-            mtime = Path(source).stat().st_mtime if not source.startswith("builtin:") else 0.0
-        except OSError:
-            mtime = -1.0
-        key = (source, split, mtime)
-        if key not in self._datasets:
-            self._datasets.clear()  # one dataset at a time: they can be large
-            self._datasets[key] = wbdata.load_rows(source, split)
-        return self._datasets[key]
-
-    def _cmd_preview(self, req: Request) -> dict[str, Any]:
-        config = self._config(req)
+    def preview(self, args: rq.Preview, rid: str) -> rq.PreviewAnswer:
+        config = args.config
         d = config.data
-        tokenizer = self._tokenizer(config)
-        dataset = self._dataset(config)
+        tokenizer = self.data.tokenizer(config, self.loaded)
+        dataset = self.data.dataset(config)
         rows = dataset.rows
-        positions = [int(p) for p in req.args.get("positions", [])]
-        if "rows" in req.args:  # file row numbers (as the statistics list them)
+        positions = [p for p in args.positions if 0 <= p < len(rows)]
+        if args.file_rows:  # file row numbers, as the statistics list them
             by_row = {r.row: i for i, r in enumerate(rows)}
-            positions = [by_row[r] for r in req.args["rows"] if r in by_row]
-        if not positions:
-            start = int(req.args.get("start", 0))
-            count = int(req.args.get("count", 1))
-            positions = list(range(max(0, start), min(len(rows), start + max(1, count))))
-        mini = wbdata.LoadedDataset(dataset.source, [rows[p] for p in positions if 0 <= p < len(rows)],
-                                    dataset.columns, dataset.fingerprint)
-        examples, issues = wbdata.validate_rows(mini, d.input_column, d.output_column)
+            positions += [by_row[r] for r in args.file_rows if r in by_row]
+        picked = wbdata.LoadedDataset(dataset.source, [rows[p] for p in positions], dataset.columns,
+                                      dataset.fingerprint)
+        examples, issues = wbdata.validate_rows(picked, d.input_column, d.output_column)
         samples = {s.row: s for s in wbdata.tokenize_examples(
             examples, tokenizer, d.template, d.instruction, config.model.max_seq_length, d.train_on_responses_only)}
+        examples_by_row = {e.row: e for e in examples}
         problems = {i.row: i for i in issues if i.kind in wbdata.INVALID_KINDS}
         items = []
         for p in positions:
-            if not 0 <= p < len(rows):
-                continue
             row = rows[p].row
-            sample = samples.get(row)
-            issue = problems.get(row)
-            items.append({
-                "position": p,
-                "row": row,
-                "sample": sample.to_dict() if sample else None,
-                "issue": issue.describe() if issue else None,
-                "summary": (rows[p].values or {}).get(d.output_column) if sample else None,
-                "conversation": (rows[p].values or {}).get(d.input_column) if sample else None,
-            })
-        return {"source": dataset.source, "rows_total": len(rows), "columns": dataset.columns,
-                "fingerprint": dataset.fingerprint, "items": items, "max_seq_length": config.model.max_seq_length}
+            example, problem = examples_by_row.get(row), problems.get(row)
+            items.append(rq.PreviewItem(
+                position=p, row=row, sample=samples.get(row), issue=problem.describe() if problem else None,
+                conversation=example.conversation if example else None, summary=example.summary if example else None))
+        return rq.PreviewAnswer(source=dataset.source, rows_total=len(rows), columns=dataset.columns,
+                                fingerprint=dataset.fingerprint, items=items, max_seq_length=config.model.max_seq_length)
 
-    def _cmd_dataset_stats(self, req: Request) -> dict[str, Any]:
-        config = self._config(req)
+    def dataset_stats(self, args: rq.Statistics, rid: str) -> rq.StatsAnswer:
+        config = args.config
         d = config.data
-        tokenizer = self._tokenizer(config)
-        dataset = self._dataset(config)
-        cancel = threading.Event()
-        self._cancels[req.id] = cancel
-        last = [0.0]
+        tokenizer = self.data.tokenizer(config, self.loaded)
+        dataset = self.data.dataset(config)
+        last = 0.0
 
         def progress(done: int, total: int) -> None:
+            nonlocal last
             now = time.monotonic()
-            if now - last[0] > 0.2 or done == total:
-                last[0] = now
-                self.emit(StatsProgress(id=req.id, done=done, total=total))
+            if now - last > 0.2 or done == total:
+                last = now
+                self.emit(StatsProgress(id=rid, done=done, total=total))
 
-        try:
+        with self.cancellable(rid) as cancel:
             stats = wbdata.compute_stats(dataset, tokenizer, d.input_column, d.output_column, d.template,
                                          d.instruction, config.model.max_seq_length, d.train_on_responses_only,
                                          on_progress=progress, stop=cancel)
-        finally:
-            self._cancels.pop(req.id, None)
-        return stats.to_dict()
+        return rq.StatsAnswer(stats=stats)
 
     # -- training -------------------------------------------------------------------------------
-    def _cmd_train(self, req: Request) -> dict[str, Any]:
-        from workbench.engine.train import run_training
+    def train(self, args: rq.Train, rid: str) -> rq.TrainStarted:
+        from workbench.engine.train import check_resume, run_training
 
-        config = self._config(req)
-        if self.training:
-            raise Busy("already training")
-        if not self._model_lock.acquire(blocking=False):
-            raise Busy(self._activity or "busy")
+        config = args.config
+        self._claim("training")
         try:
-            run_dir = req.args.get("run_dir")
-            if run_dir:
-                run = RunDir.create(Path(run_dir).parent, Path(run_dir).name)
-            else:
-                name = config.output.run_name or new_run_name(config.model.name)
-                run = RunDir.create(config.output.runs_dir, name)
-            run.write_engine_info(os.getpid(), self.socket_path)
-            self.run, self.run_config = run, config
-            self.train_stop = threading.Event()
-            resume = bool(req.args.get("resume", False))
-        except Exception:
-            self._model_lock.release()
+            run = self._run_dir(args)
+            if args.resume:
+                check_resume(config, run)  # refused here, to the request, before anything is written
+        except BaseException:
+            self._release()
             raise
+        stop = threading.Event()
 
         def work() -> None:
             try:
                 self.set_state("training", run.name)
-                _done, self.loaded = run_training(config, run, self.emit, self.train_stop, resume=resume,
-                                                 loaded=self.loaded)
+                _done, self.loaded = run_training(config, run, self.emit, stop, resume=args.resume,
+                                                  loaded=self.loaded, socket_path=self.socket_path)
             finally:
-                run.clear_engine_info()
-                self._model_lock.release()
-                self.set_state("ready")
+                self._release()
 
-        self.train_thread = threading.Thread(target=work, name="train", daemon=True)
-        self.train_thread.start()
-        return {"run": run.name, "run_dir": str(run.path)}
+        self.job = TrainingJob(run, config, stop, threading.Thread(target=work, name="train", daemon=True))
+        self.job.thread.start()
+        return rq.TrainStarted(run=run.name, run_dir=str(run.path))
+
+    def _run_dir(self, args: rq.Train) -> RunDir:
+        if args.run_dir:
+            path = Path(args.run_dir)
+            return RunDir(path) if args.resume else RunDir.create(path.parent, path.name)
+        output = args.config.output
+        return RunDir.create(output.runs_dir, output.run_name or new_run_name(args.config.model.name))
 
     # -- chat -----------------------------------------------------------------------------------
-    def _cmd_generate(self, req: Request) -> dict[str, Any]:
+    def generate(self, args: rq.Generate, rid: str) -> rq.Generated:
         from workbench.engine.generate import generate_stream
 
-        config = self._config(req)
-        a = req.args
-        self._acquire("generating")
-        cancel = threading.Event()
-        self._cancels[req.id] = cancel
-        try:
-            self._ensure_model(config, a.get("adapter"))
+        config, adapter = self._chat_weights(args)
+        with self.busy("generating", "generating"), self.cancellable(rid) as cancel:
+            loaded = self._ensure_model(config, adapter)
             self.set_state("generating")
-            streams = ["tuned", "base"] if a.get("compare") else [a.get("stream", "tuned")]
-            results = {}
+            streams: list[rq.Stream] = ["tuned", "base"] if args.compare else ["tuned"]
+            results: dict[rq.Stream, rq.GenerationStats] = {}
             for stream in streams:
                 result = generate_stream(
-                    self.loaded,
+                    loaded,
                     template=config.data.template,
                     instruction=config.data.instruction,
-                    conversation=str(a.get("conversation", "")),
-                    on_text=lambda text, s=stream: self.emit(Token(id=req.id, text=text, stream=s)),
+                    conversation=args.conversation,
+                    on_text=lambda text, s=stream: self.emit(Token(id=rid, text=text, stream=s)),
                     cancel=cancel,
-                    max_new_tokens=int(a.get("max_new_tokens", 256)),
-                    temperature=float(a.get("temperature", 0.7)),
-                    top_p=float(a.get("top_p", 0.9)),
+                    max_new_tokens=args.max_new_tokens,
+                    temperature=args.temperature,
+                    top_p=args.top_p,
                     use_adapter=(stream == "tuned"),
                 )
-                results[stream] = result.as_dict()
-            return {"results": results, "has_adapter": self.loaded.has_lora}
-        finally:
-            self._cancels.pop(req.id, None)
-            self._release()
-            self.set_state("ready")
+                results[stream] = result.stats()
+            return rq.Generated(results=results, has_adapter=loaded.has_lora)
+
+    def _chat_weights(self, args: rq.Generate) -> tuple[RunConfig, str | None]:
+        """The config and adapter to chat with: the run's own, when a run with weights is named."""
+        if args.run_dir is None or not RunDir(args.run_dir).has_weights():
+            return args.config, None
+        source = resolve_weights(RunDir(args.run_dir))
+        return source.config, str(source.adapter)
 
     # -- saving ---------------------------------------------------------------------------------
-    def _cmd_save(self, req: Request) -> dict[str, Any]:
-        from workbench.engine.export import SAVERS
+    def save(self, args: rq.Save, rid: str) -> rq.Saved:
+        from workbench.engine.export import export_run
 
-        adapter = req.args.get("adapter")
-        config = self._config(req) if (adapter or not self.run_config) else self.run_config
-        kind = str(req.args.get("kind", "lora"))
-        if kind not in SAVERS:
-            raise UserError("save", f"unknown save kind {kind!r}", f"Use one of {', '.join(SAVERS)}.")
-        target = req.args.get("path")
-        if not target:
-            raise UserError("save", "no path given to save to", "Choose a folder.")
-        self._acquire("saving")
-        try:
-            if adapter:
-                self.set_state("loading", f"loading the adapter {adapter}")
-                self._ensure_model(config, str(adapter))
-            if self.loaded is None or not self.loaded.has_lora:
-                raise UserError("save", "There is no tuned model in the engine to save.",
-                                "Train first, or open a run whose adapter should be loaded.")
-            self.set_state("saving", kind)
-            fingerprint = ""
-            with contextlib.suppress(Exception):  # the fingerprint is metadata: a moved dataset must not block saving
-                fingerprint = wbdata.load_rows(config.data.source, config.data.split).fingerprint
-            path = SAVERS[kind](self.loaded, config, Path(str(target)).expanduser(), fingerprint,
-                                overwrite=bool(req.args.get("overwrite", False)))
-        finally:
-            self._release()
-            self.set_state("ready")
-        return {"path": str(path), "kind": kind}
+        with self.busy("saving", "saving", args.kind):
+            return export_run(RunDir(args.run_dir), args.kind, Path(args.path).expanduser(),
+                              checkpoint=args.checkpoint, overwrite=args.overwrite, say=self.say,
+                              models=self._ensure_model)
 
 
 # -- transport ------------------------------------------------------------------------------------
@@ -436,7 +450,7 @@ def serve_socket(engine: Engine, path: str, idle_exit: bool = True,
     server.listen(4)
     server.settimeout(0.5)
     active: list[socket.socket] = []
-    client_seen = threading.Event()
+    client_seen = False
     listening_since = time.monotonic()
 
     def serve(conn: socket.socket) -> None:
@@ -444,16 +458,15 @@ def serve_socket(engine: Engine, path: str, idle_exit: bool = True,
         writer = conn.makefile("wb")
         engine.attach_writer(writer)
         engine.emit(engine.hello())
-        engine.emit(State(state=engine.state, detail=engine.state_detail))  # type: ignore[arg-type]
+        engine.emit(State(state=engine.state, detail=engine.state_detail))
         try:
             for line in reader:
                 if line.strip():
                     engine.handle_line(line)
-        except (ConnectionResetError, OSError):
-            pass
+        except OSError:
+            pass  # the client went away
         finally:
-            with contextlib.suppress(Exception):
-                engine.attach_writer(None) if active and active[-1] is conn else None
+            engine.detach_writer(writer)
             with contextlib.suppress(ValueError):
                 active.remove(conn)
             with contextlib.suppress(OSError):
@@ -464,11 +477,11 @@ def serve_socket(engine: Engine, path: str, idle_exit: bool = True,
             try:
                 conn, _ = server.accept()
             except TimeoutError:
-                idle = not active and not engine.training and not engine._model_lock.locked()
-                if idle_exit and idle and (client_seen.is_set() or time.monotonic() - listening_since > first_client_wait_s):
+                waited = time.monotonic() - listening_since
+                if idle_exit and not active and engine.idle and (client_seen or waited > first_client_wait_s):
                     break
                 continue
-            client_seen.set()
+            client_seen = True
             for old in list(active):  # a new client takes over: one UI at a time
                 with contextlib.suppress(OSError):
                     old.shutdown(socket.SHUT_RDWR)

@@ -1,12 +1,15 @@
-"""Training: the dataset the model sees, TRL's SFTTrainer, and a callback that turns the trainer's
-hooks into protocol events written to the run's events.jsonl.
+"""Training, as a recipe of named steps: check a resume, set up the model, set up the data, build the
+trainer, train (retrying an out-of-memory error with a smaller micro-batch), finish.
 
-The trained samples are tokenized by `workbench.data` (the same code the preview shows), handed to TRL
-pre-tokenized with a `completion_mask`, so what the Data pane shows is exactly what is trained on.
+The trained samples are tokenized by `workbench.data` (the same code the preview shows) and handed to
+TRL pre-tokenized with a `completion_mask`, so what the Data pane shows is exactly what is trained on.
+The trainer's hooks become protocol events through small callbacks (`engine/callbacks.py`); every event
+is appended to the run's events.jsonl and sent to whoever listens.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -18,28 +21,27 @@ from typing import Any
 from pydantic import BaseModel
 
 from workbench import data as wbdata
-from workbench.config import RunConfig, save_config
-from workbench.engine.errors import UserError, explain
-from workbench.engine.model import Loaded, add_lora, count_parameters, load_base, model_key
-from workbench.mfu import lora_flops_per_token, mfu
-from workbench.protocol import Checkpoint, Done, Eval, Log, Memory, Status, TrainStart
-from workbench.runs import COMPLETE_MARKER, RunDir
+from workbench.config import (
+    IGNORED_ON_RESUME,
+    RESUMABLE_FIELDS,
+    RunConfig,
+    config_diff,
+    load_config,
+    save_config,
+)
+from workbench.engine.callbacks import GIB, RunProgress, make_callbacks, memory_event
+from workbench.engine.errors import explain
+from workbench.engine.model import Loaded, add_lora, count_parameters, load_base, model_key, release_memory
+from workbench.errors import UserError
+from workbench.mfu import lora_flops_per_token
+from workbench.protocol import Done, Log, Status, TrainStart
+from workbench.runs import RunDir, free_bytes
 
-GIB = 1024**3
+log = logging.getLogger("workbench.engine")
 Emit = Callable[[BaseModel], None]
 
-# Fault injection for the robustness tests (issue 5): a NaN loss, or a CUDA out-of-memory error, at a
-# given optimizer step, so that the paths that handle them run on machines without a GPU. Unset in use.
-INJECT_NAN_ENV = "WORKBENCH_INJECT_NAN_AT_STEP"
-INJECT_OOM_ENV = "WORKBENCH_INJECT_OOM_AT_STEP"  # fires only while the micro-batch is above 1
 
-
-def _injected_step(name: str) -> int:
-    try:
-        return int(os.environ.get(name, "0"))
-    except ValueError:
-        return 0
-
+# -- data -------------------------------------------------------------------------------------------
 
 @dataclass
 class PreparedData:
@@ -71,15 +73,14 @@ def prepare_data(config: RunConfig, tokenizer: Any) -> PreparedData:
         raise UserError("data", f"{d.source}: no usable rows", "Check the column names and the file.")
     train_ex, eval_ex = wbdata.split_eval(examples, d.eval_fraction, config.training.seed)
 
-    def tok(exs: list[wbdata.Example]) -> list[wbdata.TokenizedSample]:
+    def tokenize(examples: list[wbdata.Example]) -> list[wbdata.TokenizedSample]:
         return wbdata.tokenize_examples(
-            exs, tokenizer, d.template, d.instruction, config.model.max_seq_length, d.train_on_responses_only
-        )
+            examples, tokenizer, d.template, d.instruction, config.model.max_seq_length, d.train_on_responses_only)
 
-    train = tok(train_ex)
+    train = tokenize(train_ex)
     dropped = [s.row for s in train if s.n_trained == 0]
     train = [s for s in train if s.n_trained > 0]
-    evals = [s for s in tok(eval_ex) if s.n_trained > 0]
+    evals = [s for s in tokenize(eval_ex) if s.n_trained > 0]
     if not train:
         raise UserError(
             "data",
@@ -93,185 +94,13 @@ def prepare_data(config: RunConfig, tokenizer: Any) -> PreparedData:
 def _to_hf_dataset(samples: list[wbdata.TokenizedSample]) -> Any:
     from datasets import Dataset
 
-    return Dataset.from_dict(
-        {
-            "input_ids": [s.input_ids for s in samples],
-            "completion_mask": [[int(t) for t in s.trained] for s in samples],
-        }
-    )
+    return Dataset.from_dict({
+        "input_ids": [s.input_ids for s in samples],
+        "completion_mask": [[int(t) for t in s.trained] for s in samples],
+    })
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value)
-
-
-class EventCallback:
-    """Built lazily as a `TrainerCallback` subclass (transformers is imported only in the engine)."""
-
-
-def make_callback(
-    emit: Emit,
-    stop: threading.Event,
-    run_name: str,
-    flops_per_token: float,
-    peak_tflops: float | None,
-    memory_before: float,
-) -> Any:
-    import torch
-    from transformers import TrainerCallback
-
-    class _Callback(TrainerCallback):
-        def __init__(self) -> None:
-            self.trainer: Any = None
-            self.t0 = time.time()
-            self.last_t = self.t0
-            self.last_tokens = 0.0
-            self.step_times: list[float] = []
-            self.step_started = 0.0
-            self.failure: str | None = None
-            self.first_step_done = False
-            self.last_loss: float | None = None
-            self.logs_seen = 0
-
-        def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.t0 = self.last_t = time.time()
-
-        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.step_started = time.time()
-            if not self.first_step_done and torch.cuda.is_available():
-                emit(Status(run=run_name, message="First step: compiling GPU kernels; this takes 2-3 minutes once."))
-
-        def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            now = time.time()
-            if self.first_step_done:
-                self.step_times.append(now - self.step_started)
-            self.first_step_done = True
-            bad = getattr(self.trainer, "_wb_nonfinite", None)
-            if bad is not None:
-                self.trainer._wb_nonfinite = None
-                if bool(bad):
-                    self._fail(control, f"the loss became NaN or infinite at step {state.global_step}")
-                    return
-            if stop.is_set():
-                control.should_training_stop = True
-                control.should_save = True
-
-        def _fail(self, control: Any, message: str) -> None:
-            self.failure = message
-            control.should_training_stop = True
-            control.should_save = False  # keep the last good checkpoint as the newest
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
-            logs = logs or {}
-            if "loss" not in logs:
-                return
-            now = time.time()
-            loss = logs.get("loss")
-            grad_norm = logs.get("grad_norm")
-            # Our own count (TRL's num_tokens is missing under unsloth); resumed runs count from the resume.
-            counted = getattr(self.trainer, "_wb_tokens", None)
-            tokens = float(counted) if counted is not None else float(logs.get("num_tokens") or 0.0)
-            tps = None
-            if tokens > self.last_tokens and now > self.last_t and len(self.step_times) > 0:
-                tps = (tokens - self.last_tokens) / (now - self.last_t)
-            self.last_tokens, self.last_t = tokens, now
-            step, total = state.global_step, state.max_steps
-            eta = None
-            if self.step_times:
-                recent = self.step_times[-20:]
-                eta = (total - step) * sum(recent) / len(recent)
-            emit(
-                Log(
-                    run=run_name,
-                    step=step,
-                    total_steps=total,
-                    loss=float(loss) if isinstance(loss, int | float) else None,
-                    learning_rate=logs.get("learning_rate"),
-                    grad_norm=float(grad_norm) if isinstance(grad_norm, int | float) else None,
-                    epoch=logs.get("epoch"),
-                    tokens=int(tokens),
-                    tokens_per_s=tps,
-                    mfu=mfu(tps, flops_per_token, peak_tflops) if tps and peak_tflops else None,
-                    elapsed_s=now - self.t0,
-                    eta_s=eta,
-                )
-            )
-            if isinstance(loss, int | float):
-                self.last_loss = float(loss)
-            if not _finite(loss):
-                self._fail(control, f"the loss became {loss} at step {step}")
-            elif grad_norm is not None and not _finite(grad_norm):
-                self._fail(control, f"the gradient norm became {grad_norm} at step {step}")
-            self.logs_seen += 1
-            if torch.cuda.is_available() and self.logs_seen % 10 == 1:
-                emit(_memory_event(run_name, "step", memory_before))
-
-        def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None, **kw: Any) -> None:
-            if metrics and "eval_loss" in metrics:
-                emit(Eval(run=run_name, step=state.global_step, eval_loss=float(metrics["eval_loss"])))
-
-        def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            from pathlib import Path
-
-            path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            if path.is_dir():
-                (path / COMPLETE_MARKER).write_text(str(state.global_step), encoding="utf-8")
-                emit(Checkpoint(run=run_name, step=state.global_step, path=str(path)))
-
-    return _Callback()
-
-
-def _trainer_class() -> Any:
-    import torch
-    from trl import SFTTrainer
-
-    oom_at, nan_at = _injected_step(INJECT_OOM_ENV), _injected_step(INJECT_NAN_ENV)  # read once, not per micro-batch
-
-    class WorkbenchTrainer(SFTTrainer):  # type: ignore[misc, valid-type]
-        """SFTTrainer that remembers whether any micro-batch's raw loss was not finite.
-
-        The flag stays on the device (no synchronisation per micro-batch); the callback reads it once per
-        optimizer step. HF's logged loss hides NaN by default, so this is the raw check."""
-
-        _wb_nonfinite: Any = None
-        _wb_tokens: Any = None
-        """Real (non-pad) tokens trained on so far, kept on the device; read once per log."""
-
-        def training_step(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
-            step = self.state.global_step + 1
-            if step == oom_at and self.args.per_device_train_batch_size > 1:
-                raise torch.OutOfMemoryError(
-                    f"CUDA out of memory (injected at step {step}). Tried to allocate 2.00 GiB")
-            mask = inputs.get("attention_mask")
-            real = mask.sum() if mask is not None else torch.tensor(inputs["input_ids"].numel())
-            self._wb_tokens = real if self._wb_tokens is None else self._wb_tokens + real
-            loss = super().training_step(model, inputs, *args, **kwargs)
-            if step == nan_at:
-                loss = loss * float("nan")
-            bad = ~torch.isfinite(loss.detach()).all()
-            self._wb_nonfinite = bad if self._wb_nonfinite is None else (self._wb_nonfinite | bad)
-            return loss
-
-    return WorkbenchTrainer
-
-
-def _memory_event(run_name: str, phase: str, before_gib: float) -> Memory:
-    import torch
-
-    props = torch.cuda.get_device_properties(0)
-    total = props.total_memory / GIB
-    peak = torch.cuda.max_memory_reserved() / GIB
-    return Memory(
-        run=run_name,
-        phase=phase,  # type: ignore[arg-type]
-        gpu_name=props.name,
-        total_gib=round(total, 3),
-        reserved_before_gib=round(before_gib, 3),
-        reserved_gib=round(torch.cuda.memory_reserved() / GIB, 3),
-        peak_gib=round(peak, 3),
-        lora_gib=round(max(0.0, peak - before_gib), 3),
-    )
-
+# -- checks -----------------------------------------------------------------------------------------
 
 def estimate_checkpoint_bytes(trainable_params: int) -> int:
     # LoRA weights (fp32 in the checkpoint) + two Adam moments (fp32) + scheduler/RNG/tokenizer slack.
@@ -279,8 +108,6 @@ def estimate_checkpoint_bytes(trainable_params: int) -> int:
 
 
 def check_disk(run: RunDir, config: RunConfig, trainable_params: int) -> None:
-    from workbench.runs import free_bytes
-
     per_checkpoint = estimate_checkpoint_bytes(trainable_params)
     keep = (config.training.save_total_limit or 10) + 1  # kept checkpoints + the final adapter
     need = per_checkpoint * keep
@@ -292,6 +119,76 @@ def check_disk(run: RunDir, config: RunConfig, trainable_params: int) -> None:
             f"({keep} x {per_checkpoint / GIB:.2f} GiB)",
             "Free disk space, lower training.save_total_limit, or choose another output.runs_dir.",
         )
+
+
+def check_resume(config: RunConfig, run: RunDir) -> tuple[RunConfig, list[str]]:
+    """The config a resumed run continues with, and what changed in it since the run started.
+
+    A change to what shapes the weights or the optimiser state is refused, naming every such field: the
+    trainer would ignore some of them without a word. A change to how long the run goes and how often it
+    logs, evaluates and saves is applied and reported."""
+    if not run.config_path.exists():
+        return config, []
+    recorded = load_config(run.config_path)
+    changes = [c for c in config_diff(recorded, config) if c.field not in IGNORED_ON_RESUME]
+    refused = [c for c in changes if c.field not in RESUMABLE_FIELDS]
+    if refused:
+        raise UserError(
+            "resume_config",
+            f"Resume refused: since {run.name} started, these settings changed: "
+            + "; ".join(c.describe() for c in refused)
+            + ". A resumed run keeps the weights, optimiser and schedule it was trained with.",
+            "Undo those edits (open the run from Runs to load its config), or press Start for a new run.",
+        )
+    notes = [c.describe() for c in changes]
+    return config.model_copy(update={"output": recorded.output}), notes
+
+
+def previous_elapsed(run: RunDir) -> float:
+    """Training time the run has already spent (its last step's elapsed), so a resumed run counts on."""
+    last = 0.0
+    for event in run.iter_events():
+        if isinstance(event, Log):
+            last = event.elapsed_s
+    return last
+
+
+# -- the trainer ------------------------------------------------------------------------------------
+
+def _trainer_class() -> Any:
+    import torch
+    from trl import SFTTrainer
+
+    from workbench import settings
+
+    # read once, not per micro-batch (settings.VARIABLES documents them)
+    oom_at = settings.injected_step("WORKBENCH_INJECT_OOM_AT_STEP")
+    nan_at = settings.injected_step("WORKBENCH_INJECT_NAN_AT_STEP")
+
+    class WorkbenchTrainer(SFTTrainer):  # type: ignore[misc]
+        """SFTTrainer that remembers whether any micro-batch's raw loss was not finite, and counts real
+        tokens. Both stay on the device (no synchronisation per micro-batch); the callbacks read them once
+        per optimizer step. HF's logged loss hides NaN by default, so this is the raw check."""
+
+        wb_nonfinite: Any = None
+        wb_tokens: Any = None
+
+        def training_step(self, model: Any, inputs: Any, *args: Any, **kwargs: Any) -> Any:
+            step = self.state.global_step + 1
+            if step == oom_at and self.args.per_device_train_batch_size > 1:
+                raise torch.OutOfMemoryError(
+                    f"CUDA out of memory (injected at step {step}). Tried to allocate 2.00 GiB")
+            mask = inputs.get("attention_mask")
+            real = mask.sum() if mask is not None else torch.tensor(inputs["input_ids"].numel())
+            self.wb_tokens = real if self.wb_tokens is None else self.wb_tokens + real
+            loss = super().training_step(model, inputs, *args, **kwargs)
+            if step == nan_at:
+                loss = loss * float("nan")
+            bad = ~torch.isfinite(loss.detach()).all()
+            self.wb_nonfinite = bad if self.wb_nonfinite is None else (self.wb_nonfinite | bad)
+            return loss
+
+    return WorkbenchTrainer
 
 
 def _sft_config(config: RunConfig, run: RunDir, has_eval: bool, batch: int, accum: int) -> Any:
@@ -308,9 +205,7 @@ def _sft_config(config: RunConfig, run: RunDir, has_eval: bool, batch: int, accu
         bf16 = torch.cuda.is_bf16_supported()
         kwargs.update(bf16=bf16, fp16=not bf16)
     if has_eval:
-        kwargs.update(
-            eval_strategy="steps", eval_steps=config.training.eval_steps, per_device_eval_batch_size=batch
-        )
+        kwargs.update(eval_strategy="steps", eval_steps=config.training.eval_steps, per_device_eval_batch_size=batch)
     return SFTConfig(
         output_dir=str(run.checkpoints_dir),
         report_to="none",
@@ -325,6 +220,181 @@ def _sft_config(config: RunConfig, run: RunDir, has_eval: bool, batch: int, accu
     )
 
 
+@dataclass
+class Plan:
+    """Everything fixed before the first step."""
+
+    data: PreparedData
+    train_ds: Any
+    eval_ds: Any
+    trainable: int
+    total_params: int
+    flops_per_token: float
+    peak_tflops: float | None
+    memory_before_gib: float
+    checkpoint: Any
+    """The checkpoint folder to resume from, or None."""
+
+
+class Session:
+    """One call of `run_training`: the run, where its events go, and the state its steps share."""
+
+    def __init__(self, config: RunConfig, run: RunDir, emit: Emit, stop: threading.Event,
+                 status: Callable[[str], None] | None) -> None:
+        self.config, self.run, self.stop = config, run, stop
+        self._emit, self._status = emit, status
+        self.started = time.time()
+        self.batch = config.training.per_device_train_batch_size
+        self.accum = config.training.gradient_accumulation_steps
+        self.progress = RunProgress()
+
+    def out(self, event: BaseModel) -> None:
+        event.run = self.run.name  # type: ignore[attr-defined]  # every protocol event has `run`
+        self.run.append(event)
+        self._emit(event)
+
+    def say(self, message: str) -> None:
+        self.out(Status(message=message))
+        if self._status:
+            self._status(message)
+
+    def done(self, status: str, message: str, step: int, total: int, **extra: Any) -> Done:
+        return Done(status=status, step=step, total_steps=total,  # type: ignore[arg-type]
+                    final_loss=self.progress.last_loss, message=message, runtime_s=time.time() - self.started,
+                    **extra)
+
+
+def setup_model(session: Session, loaded: Loaded | None) -> Loaded:
+    """The base model, loaded fresh unless the engine holds the same one without an adapter on it."""
+    if loaded is not None and loaded.key == model_key(session.config) and not loaded.has_lora:
+        return loaded
+    release_memory()
+    return load_base(session.config, session.say)
+
+
+def setup_data(session: Session, loaded: Loaded) -> PreparedData:
+    session.say("Tokenizing the dataset…")
+    prepared = prepare_data(session.config, loaded.tokenizer)
+    if prepared.skipped_invalid:
+        session.say(f"Skipping {len(prepared.skipped_invalid)} invalid rows (accepted by skip_bad_rows).")
+    if prepared.dropped_untrained:
+        session.say(f"Dropping {len(prepared.dropped_untrained)} rows whose summary is cut off entirely by truncation.")
+    return prepared
+
+
+def plan_run(session: Session, loaded: Loaded, prepared: PreparedData, resume: bool) -> Plan:
+    import torch
+
+    from workbench.gpu import peak_tflops
+
+    config, run = session.config, session.run
+    add_lora(loaded, config)
+    trainable, total_params = count_parameters(loaded.model)
+    check_disk(run, config, trainable)
+    run.discard_incomplete_checkpoints()
+    checkpoint = run.newest_checkpoint() if resume else None
+    if resume and checkpoint is None:
+        session.say("No complete checkpoint in this run yet: starting from step 0.")
+    gpu_name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
+    model_cfg = loaded.model.config.to_dict() if hasattr(loaded.model.config, "to_dict") else {}
+    try:
+        fpt = lora_flops_per_token(model_cfg, prepared.mean_tokens)
+    except (KeyError, TypeError, ValueError):
+        fpt = 0.0
+    memory_before = torch.cuda.max_memory_reserved() / GIB if torch.cuda.is_available() else 0.0
+    return Plan(prepared, _to_hf_dataset(prepared.train), _to_hf_dataset(prepared.eval) if prepared.eval else None,
+                trainable, total_params, fpt, peak_tflops(gpu_name) if gpu_name else None, memory_before, checkpoint)
+
+
+def build_trainer(session: Session, loaded: Loaded, plan: Plan) -> Any:
+    from transformers import PrinterCallback
+
+    args = _sft_config(session.config, session.run, plan.eval_ds is not None, session.batch, session.accum)
+    trainer = _trainer_class()(model=loaded.model, processing_class=loaded.tokenizer, train_dataset=plan.train_ds,
+                               eval_dataset=plan.eval_ds, args=args)
+    # Our callbacks report every step; transformers' printer would print each log as a raw dict.
+    trainer.remove_callback(PrinterCallback)
+    for callback in make_callbacks(trainer, session.out, session.stop, session.run.name, session.progress,
+                                   plan.flops_per_token, plan.peak_tflops, plan.memory_before_gib):
+        trainer.add_callback(callback)
+    return trainer
+
+
+def announce_start(session: Session, loaded: Loaded, plan: Plan, trainer: Any, first_attempt: bool) -> None:
+    config = session.config
+    if config.data.packing and not getattr(trainer.args, "packing", False) and first_attempt:
+        # unsloth turns packing off where it cannot pack (Gemma-2 among them) and says so only in its log;
+        # measured on an H200, "packed" runs were then exactly as fast as padded ones.
+        model_type = getattr(loaded.model.config, "model_type", "this model")
+        session.say(f"Packing is off: unsloth does not pack {model_type} models, so batches are padded "
+                    "as with packing = false.")
+    total = trainer.state.max_steps or _planned_steps(config, len(plan.data.train), session.batch, session.accum)
+    start_step = _checkpoint_step(plan.checkpoint)
+    if plan.checkpoint is not None:
+        session.say(f"Resuming {session.run.name} from {plan.checkpoint.name} (step {start_step} of {total}).")
+    session.out(TrainStart(
+        total_steps=total, start_step=start_step, run_dir=str(session.run.path), train_rows=len(plan.data.train),
+        eval_rows=len(plan.data.eval), effective_batch=session.batch * session.accum, trainable_params=plan.trainable,
+        total_params=plan.total_params, flops_per_token=plan.flops_per_token, peak_tflops=plan.peak_tflops,
+        data_fingerprint=plan.data.fingerprint))
+
+
+def train_with_oom_retry(session: Session, loaded: Loaded, plan: Plan) -> Any:
+    """Train to the end (or a stop); on CUDA out-of-memory with auto_retry_oom, halve the micro-batch and
+    double the accumulation (the same effective batch), up to three times."""
+    import torch
+
+    initial_lora = None
+    if session.config.training.auto_retry_oom:
+        # A retry with no checkpoint yet must start from the same LoRA init, not half-trained weights.
+        from peft import get_peft_model_state_dict
+
+        initial_lora = {k: v.detach().clone() for k, v in get_peft_model_state_dict(loaded.model).items()}
+    attempts = 0
+    while True:
+        trainer = build_trainer(session, loaded, plan)
+        announce_start(session, loaded, plan, trainer, first_attempt=attempts == 0)
+        try:
+            trainer.train(resume_from_checkpoint=str(plan.checkpoint) if plan.checkpoint else None)
+            return trainer
+        except torch.OutOfMemoryError:
+            if not session.config.training.auto_retry_oom or attempts >= 3 or session.batch == 1:
+                raise
+        attempts += 1
+        del trainer
+        release_memory()
+        session.batch, session.accum = max(1, session.batch // 2), session.accum * 2
+        plan.checkpoint = session.run.newest_checkpoint()
+        if plan.checkpoint is None and initial_lora is not None:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(loaded.model, initial_lora)
+        session.say(f"CUDA out of memory: retrying with micro-batch {session.batch} x accumulation {session.accum} "
+                    f"(same effective batch; attempt {attempts} of 3).")
+
+
+def finish(session: Session, loaded: Loaded, plan: Plan, trainer: Any) -> Done:
+    """The run's end: failed (NaN), stopped (a checkpoint is kept), or completed (the adapter is saved)."""
+    import torch
+
+    from workbench.engine.export import write_run_adapter
+
+    step, total = trainer.state.global_step, trainer.state.max_steps
+    if torch.cuda.is_available():
+        session.out(memory_event(session.run.name, "after", plan.memory_before_gib))
+    if session.progress.failure:
+        return session.done("failed", f"Stopped: {session.progress.failure}. The newest checkpoint before it is "
+                            "kept; lower the learning rate or check the data, then resume.", step, total)
+    if session.stop.is_set() and step < total:
+        newest = session.run.newest_checkpoint()
+        loaded.adapter_path = str(newest) if newest is not None else None  # what the weights in memory equal
+        return session.done("stopped", f"Stopped at step {step}; checkpoint saved. Resume continues from here.",
+                            step, total)
+    session.say("Saving the LoRA adapter…")
+    adapter = write_run_adapter(loaded, session.run, session.config)
+    return session.done("completed", "Training finished; adapter saved.", step, total, adapter_path=str(adapter))
+
+
 def run_training(
     config: RunConfig,
     run: RunDir,
@@ -334,151 +404,41 @@ def run_training(
     resume: bool = False,
     loaded: Loaded | None = None,
     status: Callable[[str], None] | None = None,
+    socket_path: str | None = None,
 ) -> tuple[Done, Loaded | None]:
     """Train one run to completion, stop or failure. Never raises for expected failures: returns the
-    final `Done` event (also emitted) and the loaded model (for chat and save afterwards)."""
-    import torch
+    final `Done` event (also emitted) and the loaded model (for chat and save afterwards).
 
-    from workbench.gpu import peak_tflops
-
-    started = time.time()
-
-    def out(event: BaseModel) -> None:
-        event.run = run.name  # type: ignore[attr-defined]
-        run.append(event)
-        emit(event)
-
-    def say(message: str) -> None:
-        out(Status(message=message))
-        if status:
-            status(message)
-
-    save_config(config, run.config_path)
-    batch = config.training.per_device_train_batch_size
-    accum = config.training.gradient_accumulation_steps
-    step = 0
-    total = config.training.max_steps
-    callback: Any = None
+    While it trains, the run's engine.json names this process (and the socket a UI re-attaches to, when
+    an engine serves one): `workbench runs` and `attach` tell a live run from an interrupted one by it."""
+    session = Session(config, run, emit, stop, status)
+    run.write_engine_info(os.getpid(), socket_path)
+    step = total = 0
     try:
-        if loaded is None or loaded.key != model_key(config) or loaded.has_lora:
-            loaded = None
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-            loaded = load_base(config, say)
-        say("Tokenizing the dataset…")
-        prepared = prepare_data(config, loaded.tokenizer)
-        if prepared.skipped_invalid:
-            say(f"Skipping {len(prepared.skipped_invalid)} invalid rows (accepted by skip_bad_rows).")
-        if prepared.dropped_untrained:
-            say(f"Dropping {len(prepared.dropped_untrained)} rows whose summary is cut off entirely by truncation.")
-        add_lora(loaded, config)
-        trainable, total_params = count_parameters(loaded.model)
-        check_disk(run, config, trainable)
-        run.discard_incomplete_checkpoints()
-        checkpoint = run.newest_checkpoint() if resume else None
-        if resume and checkpoint is None:
-            say("No complete checkpoint in this run yet: starting from step 0.")
-        gpu_name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else ""
-        peak = peak_tflops(gpu_name) if gpu_name else None
-        model_cfg = loaded.model.config.to_dict() if hasattr(loaded.model.config, "to_dict") else {}
-        try:
-            fpt = lora_flops_per_token(model_cfg, prepared.mean_tokens)
-        except (KeyError, TypeError, ValueError):
-            fpt = 0.0
-        memory_before = torch.cuda.max_memory_reserved() / GIB if torch.cuda.is_available() else 0.0
-        if torch.cuda.is_available():
-            out(_memory_event(run.name, "before", memory_before))
-        train_ds = _to_hf_dataset(prepared.train)
-        eval_ds = _to_hf_dataset(prepared.eval) if prepared.eval else None
-        attempts = 0
-        initial_lora = None
-        if config.training.auto_retry_oom:
-            # A retry with no checkpoint yet must start from the same LoRA init, not half-trained weights.
-            from peft import get_peft_model_state_dict
-
-            initial_lora = {k: v.detach().clone() for k, v in get_peft_model_state_dict(loaded.model).items()}
-        while True:
-            args = _sft_config(config, run, eval_ds is not None, batch, accum)
-            callback = make_callback(out, stop, run.name, fpt, peak, memory_before)
-            trainer = _trainer_class()(
-                model=loaded.model,
-                processing_class=loaded.tokenizer,
-                train_dataset=train_ds,
-                eval_dataset=eval_ds,
-                args=args,
-                callbacks=[callback],
-            )
-            callback.trainer = trainer
-            if config.data.packing and not getattr(trainer.args, "packing", False) and attempts == 0:
-                # unsloth turns packing off where it cannot pack (Gemma-2 among them) and says so only
-                # in its log; measured on an H200, "packed" runs were then exactly as fast as padded ones.
-                model_type = getattr(loaded.model.config, "model_type", "this model")
-                say(f"Packing is off: unsloth does not pack {model_type} models, so batches are padded "
-                    "as with packing = false.")
-            total = trainer.state.max_steps or _planned_steps(config, len(prepared.train), batch, accum)
-            out(
-                TrainStart(
-                    total_steps=total,
-                    start_step=_checkpoint_step(checkpoint),
-                    run_dir=str(run.path),
-                    train_rows=len(prepared.train),
-                    eval_rows=len(prepared.eval),
-                    effective_batch=batch * accum,
-                    trainable_params=trainable,
-                    total_params=total_params,
-                    flops_per_token=fpt,
-                    peak_tflops=peak,
-                )
-            )
-            try:
-                trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-                break
-            except torch.OutOfMemoryError:
-                if not config.training.auto_retry_oom or attempts >= 3 or batch == 1:
-                    raise
-                attempts += 1
-                del trainer
-                torch.cuda.empty_cache()
-                batch, accum = max(1, batch // 2), accum * 2
-                checkpoint = run.newest_checkpoint()
-                if checkpoint is None and initial_lora is not None:
-                    from peft import set_peft_model_state_dict
-
-                    set_peft_model_state_dict(loaded.model, initial_lora)
-                say(f"CUDA out of memory: retrying with micro-batch {batch} x accumulation {accum} "
-                    f"(same effective batch; attempt {attempts} of 3).")
-        step = trainer.state.global_step
-        total = trainer.state.max_steps
-        if torch.cuda.is_available():
-            out(_memory_event(run.name, "after", memory_before))
-        if callback.failure:
-            done = Done(status="failed", step=step, total_steps=total, final_loss=callback.last_loss,
-                        message=f"Stopped: {callback.failure}. The newest checkpoint before it is kept; "
-                        "lower the learning rate or check the data, then resume.",
-                        runtime_s=time.time() - started)
-        elif stop.is_set() and step < total:
-            done = Done(status="stopped", step=step, total_steps=total, final_loss=callback.last_loss,
-                        message=f"Stopped at step {step}; checkpoint saved. Resume continues from here.",
-                        runtime_s=time.time() - started)
-        else:
-            from workbench.engine.export import save_adapter
-
-            say("Saving the LoRA adapter…")
-            adapter = save_adapter(loaded, config, run.adapter_dir, prepared.fingerprint, overwrite=True)
-            done = Done(status="completed", step=step, total_steps=total, final_loss=callback.last_loss,
-                        adapter_path=str(adapter), message="Training finished; adapter saved.",
-                        runtime_s=time.time() - started)
-    except Exception as exc:  # every failure becomes a Done(failed) with an actionable message
-        import logging
-
-        logging.getLogger("workbench.engine").exception("training failed")
-        why = explain(exc, model_name=config.model.name, batch=batch, accum=accum,
+        if resume:
+            session.config, changes = check_resume(config, run)
+            if changes:
+                session.say("Resuming with changed settings: " + "; ".join(changes) + ".")
+            session.progress.elapsed_before = previous_elapsed(run)
+        save_config(session.config, run.config_path)
+        total = session.config.training.max_steps
+        loaded = setup_model(session, loaded)
+        prepared = setup_data(session, loaded)
+        plan = plan_run(session, loaded, prepared, resume)
+        if plan.memory_before_gib:
+            session.out(memory_event(run.name, "before", plan.memory_before_gib))
+        trainer = train_with_oom_retry(session, loaded, plan)
+        step, total = trainer.state.global_step, trainer.state.max_steps
+        done = finish(session, loaded, plan, trainer)
+    except Exception as exc:  # a process boundary: every failure becomes a Done(failed) with an actionable message
+        if not isinstance(exc, UserError):
+            log.exception("training failed")
+        why = explain(exc, model_name=config.model.name, batch=session.batch, accum=session.accum,
                       seq=config.model.max_seq_length)
-        done = Done(status="failed", step=step, total_steps=total,
-                    final_loss=getattr(callback, "last_loss", None),
-                    message=f"{why.message} {why.hint}".strip(), runtime_s=time.time() - started)
-        done.error_type = why.type  # type: ignore[attr-defined]
-    out(done)
+        done = session.done("failed", f"{why.message} {why.hint}".strip(), step, total, error_type=why.type)
+    finally:
+        run.clear_engine_info()
+    session.out(done)
     return done, loaded
 
 

@@ -1,37 +1,49 @@
-"""The workbench TUI: five panes over one engine process. The App only wires things together: it owns
-the run configuration and the engine connection; the panes own their behaviour."""
+"""The workbench TUI: five panes over one engine process.
+
+The App owns the state the panes share (the run configuration and its file, the active run, the engine
+connection) and hands it down: panes get the engine bridge when they are built and the App sets their
+attributes when the state changes. Panes never call into the App: they post messages (`messages.py`)
+and the App decides what follows.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import importlib
-import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import events, on, work
 from textual.app import App, ComposeResult
+from textual.binding import Binding
 from textual.reactive import Reactive, reactive
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Static, TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
+from workbench import settings
 from workbench.client import EngineClient, StartAborted
-from workbench.config import ConfigError, RunConfig, config_to_dict, load_config
-from workbench.protocol import Done, Error, Event, Hello, State
-from workbench.runs import RunDir
+from workbench.config import ConfigError, RunConfig, load_config
+from workbench.protocol import Error, Event, Hello, State
+from workbench.runs import RunDir, find_run
 from workbench.textwidth import align_indic_widths
+from workbench.ui import messages as msg
 from workbench.ui.bridge import EngineBridge
 from workbench.ui.commands import PANES, WorkbenchCommands
 from workbench.ui.gc_schedule import IdleCollector
-from workbench.ui.messages import ConfigChanged, EngineEvent
 from workbench.ui.panes.config_pane import DEFERRED_SECTIONS, ConfigPane
 from workbench.ui.widgets.deferred import Deferred
-from workbench.ui.widgets.footer import KeyBar
+from workbench.ui.widgets.key_bar import KeyBar
+
+if TYPE_CHECKING:
+    from workbench.ui.panes.chat_pane import ChatPane
+    from workbench.ui.panes.data_pane import DataPane
+    from workbench.ui.panes.save_pane import SavePane
+    from workbench.ui.panes.train_pane import TrainPane
 
 align_indic_widths()  # before anything renders: Hindi lines must measure as terminals draw them
 
@@ -58,24 +70,27 @@ class WorkbenchScreen(Screen[None]):
     focused: Reactive[Widget | None] = Reactive(None, repaint=False)
 
 
-def build_pane(name: str) -> Any:
-    module, cls = DEFERRED_PANES[name]
-    return getattr(importlib.import_module(module), cls)(id=f"{name}-pane")
-
-
 class WorkbenchApp(App[int]):
     CSS_PATH = "workbench.tcss"
     TITLE = "workbench"
     COMMANDS = App.COMMANDS | {WorkbenchCommands}
     BINDINGS = [
         *[(title[0], f"pane('{pane}')", title[2:]) for pane, title in PANES],
+        # Esc then a digit, sent at once (tmux, a slow SSH link), arrives as alt+digit: it must still
+        # switch panes, not type a character into the box the user was leaving.
+        *[Binding(f"alt+{title[0]}", f"pane('{pane}')", title[2:], show=False, priority=True)
+          for pane, title in PANES],
         ("f1", "help", "Help"),
         ("escape", "leave_field", "Leave field"),
         ("ctrl+q", "quit", "Quit"),
     ]
 
-    dirty: reactive[bool] = reactive(False)
-    engine_state: reactive[str] = reactive("starting")
+    config: reactive[RunConfig] = reactive(RunConfig, always_update=True, init=False)
+    config_path: reactive[Path] = reactive(Path("config.toml"), init=False)
+    dirty: reactive[bool] = reactive(False, init=False)
+    engine_state: reactive[str] = reactive("starting", init=False)
+    active_run: reactive[str | None] = reactive(None, init=False)
+    """The run the Train, Chat and Save panes are about: just started, attached to, or opened from Runs."""
 
     def __init__(
         self,
@@ -89,24 +104,30 @@ class WorkbenchApp(App[int]):
         # No animations unless the user asks (TEXTUAL_ANIMATIONS=basic|full): over SSH every animation
         # frame is bytes on the wire, and the tab underline's slide alone cost ~9 ms of UI time per pane
         # switch while training.
-        if "TEXTUAL_ANIMATIONS" not in os.environ:
+        if not settings.animations_requested():
             self.animation_level = "none"
-        self.config_path = Path(config_path)
-        self.config_error = ""
-        try:
-            self.config = load_config(self.config_path)
-        except ConfigError as exc:
-            self.config = RunConfig()
-            self.config_error = str(exc)
-        self.attach_run = attach
+        self.startup_notes: list[tuple[str, str]] = []
+        """(title, message) shown once the UI is up: a config that did not load, a run not found."""
+        self.attach_run = find_run(attach, Path("runs")) if attach else None
+        if attach and self.attach_run is None:
+            self.startup_notes.append(("Run not found", f"no run named {attach!r} (looked in ./runs and {attach})"))
+        path = self.attach_run.config_path if self.attach_run else Path(config_path)
+        self.set_reactive(WorkbenchApp.config_path, path)
+        self.set_reactive(WorkbenchApp.config, self._read_config(path))
+        if self.attach_run:
+            self.set_reactive(WorkbenchApp.active_run, str(self.attach_run.path))
         self.engine_factory = engine_factory or (lambda on_event: EngineClient(on_event))
         self.gpu_module = gpu_module
         self.start_engine = start_engine
         self.bridge = EngineBridge()
         self.client: Any = None
         self.engine_ready = False
+        self.engine_pid: int | None = None
         self.device = ""
-        self.opened_adapter: str | None = None
+        self.invalid_fields: tuple[str, ...] = ()
+        self.exit_note = ""
+        """Printed after the UI closes (how to re-attach to a run that keeps training)."""
+        self._engine_detail = ""
         self._engine_generation = 0
         self._closing = False
         # Widgets built after the first frame (by id): engine events wait for them, to keep their order.
@@ -117,6 +138,13 @@ class WorkbenchApp(App[int]):
         self._tabbed: TabbedContent | None = None
         self._focus_targets: dict[str, list[Any]] = {}
 
+    def _read_config(self, path: Path) -> RunConfig:
+        try:
+            return load_config(path)
+        except ConfigError as exc:
+            self.startup_notes.append(("Config not loaded: using defaults", str(exc)))
+            return RunConfig()
+
     # -- layout ---------------------------------------------------------------------------------
     def get_default_screen(self) -> Screen[None]:
         return WorkbenchScreen(id="_default")
@@ -124,21 +152,54 @@ class WorkbenchApp(App[int]):
     def compose(self) -> ComposeResult:
         with TabbedContent(initial="config", id="panes"):
             with TabPane(PANES[0][1], id="config"):
-                yield ConfigPane(id="config-pane")
+                yield ConfigPane(self.config, self.config_path, id="config-pane")
             for name, title in PANES[1:]:
                 with TabPane(title, id=name):
-                    yield Deferred(partial(build_pane, name), self.deferred_mounted)
+                    yield Deferred(partial(self._build_pane, name))
         yield Static("", id="status-bar")
-        yield KeyBar()  # not Footer(): one widget, not one per key, redrawn without a layout (footer.py)
+        yield KeyBar()  # not Footer(): one widget, not one per key, redrawn without a layout (key_bar.py)
+
+    def _build_pane(self, name: str) -> Widget:
+        """A deferred pane, built with the state it shows as it is now (attributes down)."""
+        module, cls_name = DEFERRED_PANES[name]
+        cls = getattr(importlib.import_module(module), cls_name)
+        kwargs: dict[str, Any] = {"engine": self.bridge, "config": self.config, "id": f"{name}-pane"}
+        if name == "train":
+            kwargs.update(gpu_module=self.gpu_module, invalid_fields=self.invalid_fields)
+        if name in ("train", "chat", "save"):
+            kwargs["run_dir"] = self.active_run
+        pane: Widget = cls(**kwargs)
+        return pane
 
     NARROW_BELOW = 110  # columns: side panels stack under the main ones
 
-    def on_resize(self, event: Any) -> None:
+    def on_resize(self, event: events.Resize) -> None:
         self.screen.set_class(event.size.width < self.NARROW_BELOW, "narrow")
 
-    def pane(self, kind: type[Any] | str) -> Any:
-        """A pane by class or by name ("config", "data", "train", "chat", "save")."""
-        return self.query_one(f"#{kind}-pane") if isinstance(kind, str) else self.query_one(kind)
+    # Typed handles on the panes (the App's own children: attributes go down through them).
+    def _train(self) -> TrainPane:
+        from workbench.ui.panes.train_pane import TrainPane
+
+        return self.query_one("#train-pane", TrainPane)
+
+    def _data(self) -> DataPane:
+        from workbench.ui.panes.data_pane import DataPane
+
+        return self.query_one("#data-pane", DataPane)
+
+    def _chat(self) -> ChatPane:
+        from workbench.ui.panes.chat_pane import ChatPane
+
+        return self.query_one("#chat-pane", ChatPane)
+
+    def _save(self) -> SavePane:
+        from workbench.ui.panes.save_pane import SavePane
+
+        return self.query_one("#save-pane", SavePane)
+
+    def pane(self, name: str) -> Widget:
+        """A pane by name ("config", "data", "train", "chat", "save"): the command palette runs its actions."""
+        return self.query_one(f"#{name}-pane")
 
     async def panes_mounted(self) -> None:
         """Wait until every deferred pane is built (for tests and scripts that drive the app)."""
@@ -150,8 +211,8 @@ class WorkbenchApp(App[int]):
         else:
             callback()
 
-    def deferred_mounted(self, widget: Any) -> None:
-        self._panes_pending.discard(str(widget.id))
+    def on_deferred_built(self, message: Deferred.Built) -> None:
+        self._panes_pending.discard(str(message.widget.id))
         if self._panes_pending:
             return
         self._panes_ready_event.set()
@@ -170,13 +231,15 @@ class WorkbenchApp(App[int]):
     def on_mount(self) -> None:
         self.screen.set_class(self.size.width < self.NARROW_BELOW, "narrow")
         self._update_status()
-        if self.config_error:
-            self.notify(self.config_error, title="Config not loaded: using defaults", severity="error", timeout=20)
+        for title, note in self.startup_notes:
+            self.notify(note, title=title, severity="error", timeout=20)
         if self.start_engine:
             self.set_engine_state("starting", "starting the engine (imports unsloth, torch, transformers)")
             # After the first frame: spawning the process costs the first paint about 30 ms, and the
             # engine's own start-up takes seconds either way.
             self.call_after_refresh(self._start_engine)
+        if self.attach_run is not None:
+            self.when_panes_ready(partial(self._show_run, self.attach_run))
         self.when_panes_ready(self._schedule_gc)
 
     def _schedule_gc(self) -> None:
@@ -206,41 +269,26 @@ class WorkbenchApp(App[int]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
     def _start_engine(self) -> None:
         generation = self._engine_generation
-        client = self.engine_factory(lambda event: self.post_message(EngineEvent(event, generation)))
+        client = self.engine_factory(lambda event: self.post_message(msg.EngineEvent(event, generation)))
         # Known to the app before it starts, so that quitting (on_unmount) or a restart can close it and
         # so cut a start-up short instead of waiting for it.
         self.client = client
         if self._closing:
             client.close()
             return
-        run = self._find_run(self.attach_run) if self.attach_run else None
-        if self.attach_run and run is None:
-            raise ConnectionError(f"no run named {self.attach_run!r} (looked in {self.config.output.runs_dir})")
+        run = self.attach_run
         info = run.engine_info() if run else None
         try:
             if run and info and run.engine_alive():
-                client.connect(str(info["socket"]))
+                client.connect(str(info["socket"]))  # the engine training this run
             else:
-                client.start()  # a finished or interrupted run: show its history, with a fresh engine for chat
+                client.start()  # a fresh engine (a finished or interrupted run needs one for chat too)
         except StartAborted:
             return  # closed on purpose (quit or restart): nothing to report
         if generation != self._engine_generation or self._closing:
             client.close()  # restarted or quit meanwhile: this client is no longer the app's
             return
-        if run:
-            self.call_from_thread(self.when_panes_ready, partial(self._replay_attached, run))
         self.bridge.send_fn = client.send
-
-    def _find_run(self, name: str) -> RunDir | None:
-        for candidate in (Path(name), Path(self.config.output.runs_dir) / name):
-            if (candidate / "events.jsonl").exists():
-                return RunDir(candidate)
-        return None
-
-    def _replay_attached(self, run: RunDir) -> None:
-        train = self.pane("train")
-        train.replay(run.path, then=lambda: setattr(train, "running", run.engine_alive()))
-        self.action_pane("train")
 
     @on(Worker.StateChanged)
     def _worker_state(self, event: Worker.StateChanged) -> None:
@@ -249,7 +297,7 @@ class WorkbenchApp(App[int]):
             self.set_engine_state("error", f"{error}")
             self.notify(f"{error}", title="The engine could not start", severity="error", timeout=30)
 
-    def on_engine_event(self, message: EngineEvent) -> None:
+    def on_engine_event(self, message: msg.EngineEvent) -> None:
         if message.generation != self._engine_generation or self._closing:
             return
         if self._panes_pending:  # the panes that handle it are still being built: keep the order
@@ -259,26 +307,37 @@ class WorkbenchApp(App[int]):
         if isinstance(event, Hello):
             self.device = event.device
             self.engine_ready = True
+            self.engine_pid = event.pid
             self.set_engine_state("ready")
-            self.pane("data").engine_ready()
+            self._data().engine_ready = True
+            self._train().engine_pid = event.pid
         elif isinstance(event, State):
             self.set_engine_state(event.state, event.detail)
-        elif isinstance(event, Error) and event.type == "engine_gone":
-            self.engine_ready = False
-            self.bridge.send_fn = None
-            self.bridge.fail_all(event)
-            train = self.pane("train")
-            if train.running:
-                train.engine_lost()
-            self.notify("The engine process ended unexpectedly; starting a new one. Nothing written to the "
-                        "run directory is lost.", title="Engine lost", severity="warning", timeout=15)
-            self.action_restart_engine()
+        elif isinstance(event, Error) and event.fatal:
+            self._engine_lost(event)
             return
         self.bridge.dispatch(event)
 
+    def _engine_lost(self, error: Error) -> None:
+        self.engine_ready = False
+        self.bridge.send_fn = None
+        self.bridge.fail_all(error)
+        self._data().engine_ready = False
+        if error.type == "protocol_mismatch":
+            self.set_engine_state("error", error.message)
+            self.notify(f"{error.message} {error.hint}", title="Engine of another version", severity="error",
+                        timeout=30)
+            return
+        train = self._train()
+        if train.running:
+            train.engine_lost()
+        self.notify("The engine process ended unexpectedly; starting a new one. Nothing written to the "
+                    "run directory is lost.", title="Engine lost", severity="warning", timeout=15)
+        self.action_restart_engine()
+
     def set_engine_state(self, state: str, detail: str = "") -> None:
-        self.engine_state = state
         self._engine_detail = detail
+        self.engine_state = state
         self._update_status()
 
     def action_restart_engine(self) -> None:
@@ -291,30 +350,35 @@ class WorkbenchApp(App[int]):
         self.set_engine_state("starting", "restarting the engine")
         self._start_engine()
 
-    # -- config ---------------------------------------------------------------------------------
-    def apply_config(self, config: RunConfig, data_affecting: bool, dirty: bool = True) -> None:
-        self.config = config
-        self.dirty = dirty
-        self.post_message(ConfigChanged(data_affecting))
+    # -- state flowing down -----------------------------------------------------------------------
+    def _built(self, pane_id: str) -> bool:
+        return pane_id not in self._panes_pending
 
-    def on_config_changed(self, message: ConfigChanged) -> None:
-        self.pane(ConfigPane).refresh_fields()
+    def watch_config(self, config: RunConfig) -> None:
+        self.query_one(ConfigPane).config = config
+        for pane_id in ("data-pane", "train-pane", "chat-pane", "save-pane"):
+            if self._built(pane_id):
+                self.query_one(f"#{pane_id}").config = config  # type: ignore[attr-defined]
         self._update_status()
-        if message.data_affecting and "data-pane" not in self._panes_pending:  # a pane built later reads the config then
-            self.pane("data").config_changed()
 
-    def invalid_fields(self) -> list[str]:
-        return self.pane(ConfigPane).invalid_fields()
+    def watch_config_path(self, path: Path) -> None:
+        self.query_one(ConfigPane).config_path = path
+        self._update_status()
+
+    def watch_active_run(self, run_dir: str | None) -> None:
+        for pane_id in ("train-pane", "chat-pane", "save-pane"):
+            if self._built(pane_id):
+                self.query_one(f"#{pane_id}").run_dir = run_dir  # type: ignore[attr-defined]
 
     def watch_dirty(self) -> None:
         self._update_status()
 
     def _update_status(self) -> None:
-        if not self.query("#status-bar"):
+        if not self.is_mounted:
             return
         colour = {"ready": "green", "error": "red", "training": "cyan", "starting": "yellow", "loading": "yellow"}.get(
             self.engine_state, "white")
-        detail = getattr(self, "_engine_detail", "")
+        detail = self._engine_detail
         unsaved = " [b yellow]● unsaved[/]" if self.dirty else ""
         if self.config.model.trust_remote_code:
             unsaved += " [b red]⚠ trust_remote_code ON[/]"
@@ -323,43 +387,69 @@ class WorkbenchApp(App[int]):
             f"engine: [{colour}]{self.engine_state}[/]{device}{(' · ' + detail) if detail else ''}"
             f"  │  config: {self.config_path}{unsaved}")
 
-    # -- cross-pane -----------------------------------------------------------------------------
-    def training_finished(self, done: Done) -> None:
-        self.pane("save").action_refresh_runs()
+    # -- messages coming up -----------------------------------------------------------------------
+    def on_config_edited(self, message: msg.ConfigEdited) -> None:
+        self.dirty = True
+        self.config = message.config
+
+    def on_config_file_loaded(self, message: msg.ConfigFileLoaded) -> None:
+        self.config_path = message.path
+        self.dirty = False
+        self.config = message.config
+
+    def on_config_file_saved(self, message: msg.ConfigFileSaved) -> None:
+        self.config_path = message.path
+        self.dirty = False
+
+    def on_config_validity(self, message: msg.ConfigValidity) -> None:
+        self.invalid_fields = message.invalid
+        if self._built("train-pane"):
+            self._train().invalid_fields = message.invalid
+
+    def on_run_started(self, message: msg.RunStarted) -> None:
+        self.active_run = message.run_dir
+
+    def on_training_finished(self, message: msg.TrainingFinished) -> None:
+        self._save().action_refresh_runs()
+        done = message.done
+        if message.replayed:
+            return
         if done.status == "completed":
-            self.opened_adapter = None  # the engine holds the freshly trained adapter in memory
             self.notify(f"Training finished at step {done.step}; adapter saved to {done.adapter_path}.",
                         title="Training done")
         elif done.status == "failed":
             self.notify(done.message, title="Training failed", severity="error", timeout=20)
 
-    def current_run_dir(self) -> str | None:
-        return self.pane("train").run_dir
+    def on_open_run(self, message: msg.OpenRun) -> None:
+        run = RunDir(message.run_dir)
+        if not self.dirty:
+            self._show_run(run)
+            return
+        from workbench.ui.widgets.confirm import Confirm
 
-    def chat_adapter(self) -> str | None:
-        return self.opened_adapter
+        question = (f"Open {run.name}? Its own config replaces the one you are editing, and your unsaved "
+                    f"edits of {self.config_path} are lost (Save as first to keep them).")
+        self.push_screen(Confirm(question, yes="Open the run", no="Cancel"),
+                         lambda yes: self._show_run(run) if yes else None)
 
-    def save_source(self) -> dict[str, Any]:
-        """What the Save pane saves: an opened past run's adapter (with its own config), or the engine's model."""
-        if not self.opened_adapter:
-            return {}
-        run_config = Path(self.opened_adapter).parent / "config.toml"
+    def _show_run(self, run: RunDir) -> None:
+        """Make `run` the active run: its own config (what it was trained with), its history, its weights."""
         try:
-            config = load_config(run_config)
-        except ConfigError:
-            config = self.config
-        return {"adapter": self.opened_adapter, "config": config_to_dict(config)}
-
-    def open_run(self, path: str) -> None:
-        adapter = RunDir(path).adapter_dir
-        opened = str(adapter) if (adapter / "adapter_config.json").exists() else None
-
-        def shown() -> None:  # again once the history is shown: its Done went through training_finished
-            self.opened_adapter = opened
-
-        shown()
-        self.pane("train").replay(path, then=shown)
+            config = load_config(run.config_path)
+        except ConfigError as exc:
+            self.notify(str(exc), title="The run's config could not be read: keeping the current one",
+                        severity="error", timeout=20)
+        else:
+            self.config_path = run.config_path
+            self.dirty = False
+            self.config = config
+        self.active_run = str(run.path)
+        self._train().replay(run.path)
         self.action_pane("train")
+
+    def on_runs_changed(self, message: msg.RunsChanged) -> None:
+        if self.active_run and not Path(self.active_run).exists():
+            self.active_run = None
 
     # -- actions --------------------------------------------------------------------------------
     def action_pane(self, pane: str) -> None:
@@ -409,6 +499,13 @@ class WorkbenchApp(App[int]):
         from workbench.ui.help import HelpScreen
 
         self.push_screen(HelpScreen())
+
+    async def action_quit(self) -> None:
+        if self._built("train-pane") and self._train().running:
+            run = Path(self.active_run).name if self.active_run else "the run"
+            self.exit_note = (f"Training continues in the engine (pid {self.engine_pid}). "
+                              f"Re-attach with: workbench attach {run}")
+        self.exit(0)
 
     def on_unmount(self) -> None:
         self._closing = True

@@ -1,72 +1,88 @@
-"""Route engine events on the UI thread: answers go to the callback of the request that asked, the
-rest (training progress, state) to every subscriber."""
+"""The panes' handle on the engine, on the UI thread: typed requests go out, and each answer comes back
+to the callback of the request that asked, parsed into its answer model; the events that belong to no
+request (training progress, state) go to every subscriber.
+
+The App owns the bridge and hands it down to the panes it builds (attributes down); panes never reach
+into the App for it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from workbench.protocol import Error, Event, Result
+
+if TYPE_CHECKING:
+    from workbench.requests import Answer, Args, Expects
+
+AnswerT = TypeVar("AnswerT", bound="Answer")
+ErrorHandler = Callable[[Error], None]
+StreamHandler = Callable[[Event], None]
 
 
 @dataclass
 class Pending:
-    on_result: Callable[[Result], None] | None = None
-    on_error: Callable[[Error], None] | None = None
-    on_stream: Callable[[Event], None] | None = None
+    args: Args
+    on_answer: Callable[[Any], None] | None = None
+    on_error: ErrorHandler | None = None
+    on_stream: StreamHandler | None = None
 
 
 @dataclass
 class EngineBridge:
-    send_fn: Callable[[str, dict[str, Any]], str] | None = None
+    send_fn: Callable[[Args], str] | None = None
+    """The connected client's `send`; None while no engine is connected."""
     pending: dict[str, Pending] = field(default_factory=dict)
     subscribers: list[Callable[[Event], None]] = field(default_factory=list)
 
+    @property
+    def connected(self) -> bool:
+        return self.send_fn is not None
+
     def request(
         self,
-        cmd: str,
-        args: dict[str, Any] | None = None,
-        on_result: Callable[[Result], None] | None = None,
-        on_error: Callable[[Error], None] | None = None,
-        on_stream: Callable[[Event], None] | None = None,
+        args: Expects[AnswerT],
+        on_answer: Callable[[AnswerT], None] | None = None,
+        on_error: ErrorHandler | None = None,
+        on_stream: StreamHandler | None = None,
     ) -> str | None:
-        """Send a request; returns its id, or None (after calling on_error) when no engine is connected."""
+        """Send a command; returns its id, or None (after calling on_error) when no engine is connected."""
+        command = cast("Args", args)
         if self.send_fn is None:
             if on_error:
                 on_error(Error(type="no_engine", message="The engine is not running yet.",
                                hint="Wait for the status bar to say ready."))
             return None
         try:
-            rid = self.send_fn(cmd, args or {})
+            rid = self.send_fn(command)
         except ConnectionError as exc:
             if on_error:
-                on_error(Error(type="engine_gone", message=str(exc), hint="Restart the engine (ctrl+r)."))
+                on_error(Error(type="engine_gone", message=str(exc), hint="Restart the engine (ctrl+p: Restart)."))
             return None
-        self.pending[rid] = Pending(on_result, on_error, on_stream)
+        self.pending[rid] = Pending(command, on_answer, on_error, on_stream)
         return rid
 
     def subscribe(self, callback: Callable[[Event], None]) -> None:
         self.subscribers.append(callback)
 
     def dispatch(self, event: Event) -> None:
-        pending = self.pending.get(event.id or "") if event.id else None
-        if pending is not None:
-            if isinstance(event, Result):
-                self.pending.pop(event.id or "", None)
-                if pending.on_result:
-                    pending.on_result(event)
-                return
-            if isinstance(event, Error):
-                self.pending.pop(event.id or "", None)
-                if pending.on_error:
-                    pending.on_error(event)
-                return
-            if pending.on_stream:
-                pending.on_stream(event)
+        pending = self.pending.get(event.id) if event.id else None
+        if pending is None:
+            for callback in list(self.subscribers):
+                callback(event)
             return
-        for callback in list(self.subscribers):
-            callback(event)
+        if isinstance(event, Result):
+            del self.pending[event.id or ""]
+            if pending.on_answer:
+                pending.on_answer(pending.args.answer.model_validate(event.data))
+        elif isinstance(event, Error):
+            del self.pending[event.id or ""]
+            if pending.on_error:
+                pending.on_error(event)
+        elif pending.on_stream:
+            pending.on_stream(event)
 
     def fail_all(self, error: Error) -> None:
         """The engine went away: every open request ends with this error."""

@@ -1,11 +1,19 @@
-"""Textual messages that carry engine events and GPU samples from worker threads to the UI thread."""
+"""Textual messages. Two kinds:
+
+- from worker threads to the UI thread: engine events and GPU samples;
+- from panes up to the App (attributes go down, messages go up): a pane says what happened, and the App,
+  which owns the run configuration, the active run and the engine connection, decides what follows.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from textual.message import Message
 
+from workbench.config import RunConfig
 from workbench.gpu import GpuSnapshot
-from workbench.protocol import Event
+from workbench.protocol import Done, Event
 
 
 class EngineEvent(Message):
@@ -30,9 +38,63 @@ class GpuSample(Message):
         return isinstance(message, GpuSample)
 
 
-class ConfigChanged(Message):
-    """The run configuration changed; `data_affecting` when the Data pane must re-render."""
+# -- up from the panes ---------------------------------------------------------------------------------
 
-    def __init__(self, data_affecting: bool) -> None:
+class ConfigEdited(Message):
+    """The user changed the run configuration (a field in the Config or the Data pane)."""
+
+    def __init__(self, config: RunConfig, data_affecting: bool) -> None:
         super().__init__()
+        self.config = config
         self.data_affecting = data_affecting
+        """The Data pane must render again (source, columns, template, tokenizer, length)."""
+
+
+class ConfigFileLoaded(Message):
+    def __init__(self, path: Path, config: RunConfig) -> None:
+        super().__init__()
+        self.path = path
+        self.config = config
+
+
+class ConfigFileSaved(Message):
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+
+class ConfigValidity(Message):
+    """Which form fields hold a value that does not validate (the config keeps their last good value)."""
+
+    def __init__(self, invalid: tuple[str, ...]) -> None:
+        super().__init__()
+        self.invalid = invalid
+
+
+class RunStarted(Message):
+    """The engine started (or resumed) a run: it becomes the active run."""
+
+    def __init__(self, run_dir: str) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+
+class TrainingFinished(Message):
+    """A run ended (completed, stopped or failed), live or in a replayed history."""
+
+    def __init__(self, done: Done, replayed: bool) -> None:
+        super().__init__()
+        self.done = done
+        self.replayed = replayed
+
+
+class OpenRun(Message):
+    """The user picked a past run: make it the active run, with its own config."""
+
+    def __init__(self, run_dir: str) -> None:
+        super().__init__()
+        self.run_dir = run_dir
+
+
+class RunsChanged(Message):
+    """A run was deleted or renamed on disk."""

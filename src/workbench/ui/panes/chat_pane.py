@@ -9,10 +9,13 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.reactive import reactive
 from textual.widgets import Button, Input, Label, Static, Switch, TextArea
 
-from workbench.config import config_to_dict
-from workbench.protocol import Error, Event, Result, Token
+from workbench import requests as rq
+from workbench.config import RunConfig, set_field
+from workbench.protocol import Error, Event, Token
+from workbench.ui.bridge import EngineBridge
 from workbench.ui.widgets.focus_scroll import FocusScroll
 
 
@@ -33,10 +36,18 @@ class ChatPane(Vertical):
     # ctrl+enter is not sent by most terminals (tmux included); ctrl+g is.
     BINDINGS = [("ctrl+g", "send", "Send"), ("ctrl+enter", "send", "Send"), ("escape", "cancel", "Cancel")]
 
-    def __init__(self, **kwargs: Any) -> None:
+    config: reactive[RunConfig] = reactive(RunConfig, always_update=True, init=False)
+    run_dir: reactive[str | None] = reactive(None, init=False)
+    """The active run: chat uses its weights (final adapter, else newest checkpoint) and its own config."""
+
+    def __init__(self, engine: EngineBridge, config: RunConfig, run_dir: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.engine = engine
+        self.set_reactive(ChatPane.config, config)
+        self.set_reactive(ChatPane.run_dir, run_dir)
         self._request: str | None = None
         self._replies: dict[str, Reply] = {}
+        self._fill_seq = 0
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-controls"):
@@ -86,20 +97,18 @@ class ChatPane(Vertical):
             self._replies[s] = reply
             row.mount(reply)
         transcript.scroll_end(animate=False)
-        args = {
-            "config": config_to_dict(self.app.config),  # type: ignore[attr-defined]
-            "conversation": text,
-            "temperature": self._number("#chat-temperature", 0.7, 0.0, 5.0),
-            "top_p": self._number("#chat-top-p", 0.9, 0.01, 1.0),
-            "max_new_tokens": int(self._number("#chat-max-new", 256, 1, 8192)),
-            "compare": compare,
-        }
-        adapter = self.app.chat_adapter()  # type: ignore[attr-defined]
-        if adapter:
-            args["adapter"] = adapter
+        request = rq.Generate(
+            config=self.config,
+            run_dir=self.run_dir,
+            conversation=text,
+            temperature=self._number("#chat-temperature", 0.7, 0.0, 5.0),
+            top_p=self._number("#chat-top-p", 0.9, 0.01, 1.0),
+            max_new_tokens=int(self._number("#chat-max-new", 256, 1, 8192)),
+            compare=compare,
+        )
         self.query_one("#chat-status", Static).update("generating…")
-        self._request = self.app.bridge.request(  # type: ignore[attr-defined]
-            "generate", args, on_result=self._done, on_error=self._error, on_stream=self._token)
+        self._request = self.engine.request(request, on_answer=self._done, on_error=self._generation_failed,
+                                            on_stream=self._token)
 
     def _token(self, event: Event) -> None:
         if isinstance(event, Token):
@@ -108,16 +117,15 @@ class ChatPane(Vertical):
                 reply.append(event.text)
                 self.query_one("#chat-transcript", VerticalScroll).scroll_end(animate=False)
 
-    def _done(self, result: Result) -> None:
+    def _done(self, answer: rq.Generated) -> None:
         self._request = None
         parts = []
-        for stream, r in (result.data.get("results") or {}).items():
-            ttft = r.get("time_to_first_token_s")
-            tps = r.get("decode_tokens_per_s")
-            parts.append(f"{stream}: {r.get('new_tokens')} tokens"
+        for stream, r in answer.results.items():
+            ttft, tps = r.time_to_first_token_s, r.decode_tokens_per_s
+            parts.append(f"{stream}: {r.new_tokens} tokens"
                          + (f", first token {ttft * 1000:.0f} ms" if ttft else "")
                          + (f", {tps:.0f} tok/s" if tps else ""))
-        if not result.data.get("has_adapter"):
+        if not answer.has_adapter:
             parts.append("no adapter yet: this is the base model")
             tuned = self._replies.get("tuned")
             if tuned is not None:
@@ -125,15 +133,18 @@ class ChatPane(Vertical):
                 tuned.append("")
         self.query_one("#chat-status", Static).update(" · ".join(parts))
 
-    def _error(self, error: Error) -> None:
-        self._request = None
+    def _show_error(self, error: Error) -> None:
         self.query_one("#chat-status", Static).update(Text(f"{error.message} {error.hint}", style="red"))
+
+    def _generation_failed(self, error: Error) -> None:
+        self._request = None
+        self._show_error(error)
 
     def action_cancel(self) -> None:
         """Esc: stop the reply being generated; with none, leave the input box (the chat pane opens in
         it), so that the digits and keys act again instead of being typed."""
         if self._request:
-            self.app.bridge.request("cancel", {"target": self._request})  # type: ignore[attr-defined]
+            self.engine.request(rq.Cancel(target=self._request))
         else:
             self.query_one("#chat-transcript").focus(scroll_visible=False)
 
@@ -147,17 +158,27 @@ class ChatPane(Vertical):
             n = int(self.query_one("#chat-heldout-row", Input).value)
         except ValueError:
             n = 1
-        cfg = config_to_dict(self.app.config)  # type: ignore[attr-defined]
-        if cfg["data"]["source"].startswith("builtin:"):
-            cfg["data"]["split"] = "heldout"
-        self.app.bridge.request(  # type: ignore[attr-defined]
-            "preview", {"config": cfg, "positions": [max(0, n - 1)]}, on_result=self._filled, on_error=self._error)
+        config = self.config
+        if config.data.source.startswith("builtin:"):
+            config = set_field(config, "data", "split", "heldout")
+        self._fill_seq += 1
+        seq = self._fill_seq
+        # Its own error handler: a failed fill must not touch the generation in progress (its id is what
+        # esc cancels).
+        self.engine.request(rq.Preview(config=config, positions=[max(0, n - 1)]),
+                            on_answer=lambda answer: self._filled(seq, n, answer),
+                            on_error=lambda error: self._show_error(error) if seq == self._fill_seq else None)
 
-    def _filled(self, result: Result) -> None:
-        items = result.data.get("items") or []
-        if not items or not items[0].get("conversation"):
-            self.query_one("#chat-status", Static).update("That held-out row has no usable conversation.")
+    def _filled(self, seq: int, n: int, answer: rq.PreviewAnswer) -> None:
+        if seq != self._fill_seq:
             return
-        self.query_one("#chat-input", TextArea).text = items[0]["conversation"]
-        self.query_one("#chat-reference", Static).update(
-            Text.assemble(("reference: ", "bold"), items[0].get("summary") or ""))
+        item = answer.items[0] if answer.items else None
+        if item is None:
+            self.query_one("#chat-status", Static).update(
+                f"There is no held-out row {n}: there are {answer.rows_total}.")
+            return
+        if not item.conversation:
+            self.query_one("#chat-status", Static).update(f"Held-out row {n} has no usable conversation: {item.issue}")
+            return
+        self.query_one("#chat-input", TextArea).text = item.conversation
+        self.query_one("#chat-reference", Static).update(Text.assemble(("reference: ", "bold"), item.summary or ""))

@@ -12,9 +12,12 @@ from pydantic import BaseModel
 from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
 from textual.widgets import Button, Input, Label, Select, Static, Switch
 
-from workbench.config import ConfigError, RunConfig, config_to_dict, load_config, save_config, set_field
+from workbench.config import ConfigError, RunConfig, load_config, save_config, set_field
+from workbench.runs import is_run_record
+from workbench.ui.messages import ConfigEdited, ConfigFileLoaded, ConfigFileSaved, ConfigValidity
 from workbench.ui.widgets.deferred import Deferred
 from workbench.ui.widgets.focus_scroll import FocusScroll
 
@@ -102,16 +105,17 @@ class FieldRow(Vertical):
 
 
 class ConfigSection(Vertical):
-    """One section of the form (model, lora, ...): its title and a row per field, from the app's config."""
+    """One section of the form (model, lora, ...): its title and a row per field."""
 
     DEFAULT_CSS = "ConfigSection { height: auto; }"
 
-    def __init__(self, section: str, id: str | None = None) -> None:
+    def __init__(self, section: str, values: BaseModel, id: str | None = None) -> None:
         super().__init__(id=id)
         self.section = section
+        self.values = values
 
     def compose(self) -> ComposeResult:
-        model: BaseModel = getattr(self.app.config, self.section)  # type: ignore[attr-defined]
+        model = self.values
         yield Static(f"[b]{self.section}[/b]  {RunConfig.model_fields[self.section].description or ''}",
                      classes="section-title")
         for name, info in type(model).model_fields.items():
@@ -119,11 +123,23 @@ class ConfigSection(Vertical):
 
 
 class ConfigPane(Vertical):
+    """The form. It edits a copy of the App's config: each valid edit goes up as `ConfigEdited`, and the
+    App's config comes back down through `config`."""
+
     BINDINGS = [("ctrl+s", "save", "Save config")]
+
+    config: reactive[RunConfig] = reactive(RunConfig, always_update=True, init=False)
+    config_path: reactive[Path] = reactive(Path("config.toml"), init=False)
+
+    def __init__(self, config: RunConfig, config_path: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.set_reactive(ConfigPane.config, config)
+        self.set_reactive(ConfigPane.config_path, config_path)
+        self._invalid: tuple[str, ...] = ()
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="config-bar"):
-            yield Input(str(self.app.config_path), id="config-path", placeholder="configs/name.toml")  # type: ignore[attr-defined]
+            yield Input(str(self.config_path), id="config-path", placeholder="configs/name.toml")
             yield Button("Load", id="config-load")
             yield Button("Save", id="config-save", variant="primary")
             yield Button("Save as", id="config-save-as")
@@ -131,10 +147,21 @@ class ConfigPane(Vertical):
         with FocusScroll(id="config-form"):
             for section in SECTIONS:
                 if section in DEFERRED_SECTIONS:
-                    yield Deferred(partial(ConfigSection, section, id=f"section-{section}"),
-                                   self.app.deferred_mounted)  # type: ignore[attr-defined]
+                    # built from the config as it is when the section is mounted, not as it is now
+                    yield Deferred(partial(self._section, section))
                 else:
-                    yield ConfigSection(section, id=f"section-{section}")
+                    yield self._section(section)
+
+    def _section(self, section: str) -> ConfigSection:
+        return ConfigSection(section, getattr(self.config, section), id=f"section-{section}")
+
+    def watch_config(self) -> None:
+        self.refresh_fields()
+
+    def watch_config_path(self, path: Path) -> None:
+        box = self.query_one("#config-path", Input)
+        if not box.has_focus:
+            box.value = str(path)
 
     # -- editing --------------------------------------------------------------------------------
     def _row_of(self, widget_id: str | None) -> tuple[str, str] | None:
@@ -144,7 +171,7 @@ class ConfigPane(Vertical):
         return section, name
 
     def _coerce(self, section: str, name: str, raw: Any) -> Any:
-        info = type(getattr(self.app.config, section)).model_fields[name]  # type: ignore[attr-defined]
+        info = type(getattr(self.config, section)).model_fields[name]
         if not isinstance(raw, str):
             return raw
         annotation = info.annotation
@@ -161,7 +188,7 @@ class ConfigPane(Vertical):
         section, name = where
         row = self.query_one(f"#row-{section}-{name}", FieldRow)
         try:
-            new = set_field(self.app.config, section, name, self._coerce(section, name, raw))  # type: ignore[attr-defined]
+            new = set_field(self.config, section, name, self._coerce(section, name, raw))
         except ConfigError as exc:
             message = str(exc).replace("form: ", "", 1)
             # The help text is shown right above: keep the error to the problem and the allowed range.
@@ -169,11 +196,19 @@ class ConfigPane(Vertical):
                 message = message.replace("; " + row.help_text.rstrip("."), "").replace(row.help_text.rstrip("."), "")
                 message = message.replace(" (allowed: )", "")
             row.show_error(message)
+            self._post_validity()
             return
         row.show_error("")
-        if new == self.app.config:  # type: ignore[attr-defined]
+        self._post_validity()
+        if new == self.config:
             return  # e.g. a Select announcing its initial value on mount: not an edit
-        self.app.apply_config(new, data_affecting=(section, name) in DATA_FIELDS)  # type: ignore[attr-defined]
+        self.post_message(ConfigEdited(new, data_affecting=(section, name) in DATA_FIELDS))
+
+    def _post_validity(self) -> None:
+        invalid = tuple(self.invalid_fields())
+        if invalid != self._invalid:
+            self._invalid = invalid
+            self.post_message(ConfigValidity(invalid))
 
     @on(Input.Changed)
     def _input(self, event: Input.Changed) -> None:
@@ -190,10 +225,10 @@ class ConfigPane(Vertical):
             self._changed(event.select.id, event.value)
 
     def refresh_fields(self) -> None:
-        """Show the app's current config in every editor (after load, or an edit from another pane)."""
-        config: RunConfig = self.app.config  # type: ignore[attr-defined]
+        """Show the current config in every editor (after a load, or an edit from another pane)."""
         for row in self.query(FieldRow):
-            row.set_value(getattr(getattr(config, row.section), row.name_))
+            row.set_value(getattr(getattr(self.config, row.section), row.name_))
+        self._post_validity()
 
     def invalid_fields(self) -> list[str]:
         return [f"{r.section}.{r.name_}" for r in self.query(FieldRow) if r.has_class("-invalid")]
@@ -212,14 +247,12 @@ class ConfigPane(Vertical):
         except ConfigError as exc:
             self._message(str(exc), error=True)
             return
-        self.app.config_path = path  # type: ignore[attr-defined]
-        self.app.apply_config(config, data_affecting=True, dirty=False)  # type: ignore[attr-defined]
-        self.refresh_fields()
+        self.post_message(ConfigFileLoaded(path, config))
         self._message(f"Loaded {path}")
 
     @on(Button.Pressed, "#config-save")
     def action_save(self) -> None:
-        self._save(Path(str(self.app.config_path)))  # type: ignore[attr-defined]
+        self._save(self.config_path)
 
     @on(Button.Pressed, "#config-save-as")
     def _save_as(self) -> None:
@@ -237,15 +270,15 @@ class ConfigPane(Vertical):
             self._message(f"Not saved: fix {', '.join(bad)} first (the saved file would not hold your edits).",
                           error=True)
             return
+        if is_run_record(path):
+            self._message(f"Not saved: {path} is a run's record of what it was trained with. Type a new file "
+                          "name in the path box and press Save as.", error=True)
+            return
         try:
-            save_config(self.app.config, path)  # type: ignore[attr-defined]
+            save_config(self.config, path)
         except OSError as exc:
             self._message(f"{path}: cannot be written ({exc.strerror})", error=True)
             return
-        self.app.config_path = path  # type: ignore[attr-defined]
         self.query_one("#config-path", Input).value = str(path)
-        self.app.dirty = False  # type: ignore[attr-defined]
+        self.post_message(ConfigFileSaved(path))
         self._message(f"Saved {path}")
-
-    def snapshot_dict(self) -> dict[str, Any]:
-        return config_to_dict(self.app.config)  # type: ignore[attr-defined]

@@ -1,5 +1,6 @@
-"""Save / Runs pane: save the tuned model (LoRA adapter, merged 16-bit, GGUF where llama.cpp is present)
-with overwrite confirmation, and the list of past runs, any of which opens with its curves replayed."""
+"""Save / Runs pane: export the active run's weights (LoRA adapter, merged 16-bit, GGUF where llama.cpp is
+present), proven to reload before it says "Saved", and the list of past runs, any of which opens with
+its curves replayed and its own config."""
 
 from __future__ import annotations
 
@@ -11,105 +12,145 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
-from textual.screen import ModalScreen
-from textual.widgets import Button, DataTable, Input, RadioButton, RadioSet, Static
+from textual.reactive import reactive
+from textual.widgets import Button, DataTable, Input, RadioSet, Select, Static
 
-from workbench.exports import SAVE_KINDS, SAVE_TITLES, unavailable_reason
-from workbench.protocol import Error, Result
-from workbench.runs import list_runs
+from workbench import requests as rq
+from workbench.config import RunConfig
+from workbench.protocol import Error
+from workbench.runs import RunDir, RunSummary, list_runs
+from workbench.save_kinds import SAVE_KINDS, SAVE_TITLES, SaveKind, unavailable_reason
+from workbench.ui.bridge import EngineBridge
+from workbench.ui.messages import OpenRun
+from workbench.ui.widgets.confirm import Confirm
+from workbench.ui.widgets.toggles import StateRadioButton
+
+FINAL = "final"
+"""The weights selector's value for the run's final adapter (else a checkpoint's step)."""
 
 
-class ConfirmOverwrite(ModalScreen[bool]):
-    BINDINGS = [("escape", "cancel", "Cancel")]
-
-    def __init__(self, path: str) -> None:
-        super().__init__()
-        self.path = path
-
-    def compose(self) -> ComposeResult:
-        with Vertical(id="confirm-dialog"):
-            yield Static(f"{self.path} already exists. Overwrite it? (The old folder is replaced only once "
-                         "the new save is complete.)", id="confirm-text")
-            with Horizontal():
-                yield Button("Overwrite", id="confirm-yes", variant="error")
-                yield Button("Cancel", id="confirm-no", variant="primary")
-
-    def on_mount(self) -> None:
-        self.query_one("#confirm-no", Button).focus()  # Enter must not destroy anything
-
-    def action_cancel(self) -> None:
-        self.dismiss(False)
-
-    @on(Button.Pressed)
-    def _answer(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "confirm-yes")
+def default_target(run_dir: str, kind: SaveKind, weights: int | str) -> str:
+    suffix = "" if weights == FINAL else f"-step{weights}"
+    return str(Path(run_dir) / f"export-{kind}{suffix}")
 
 
 class SavePane(Vertical):
     BINDINGS = [("ctrl+s", "save", "Save model"), ("f5", "refresh_runs", "Refresh runs")]
 
+    config: reactive[RunConfig] = reactive(RunConfig, always_update=True, init=False)
+    run_dir: reactive[str | None] = reactive(None, init=False)
+    """The active run: what is saved, and where by default (inside it)."""
+
     runs_listed = 0
     """How many times the runs table was filled (tests wait on it: the list is read in a thread)."""
 
+    def __init__(self, engine: EngineBridge, config: RunConfig, run_dir: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.engine = engine
+        self.set_reactive(SavePane.config, config)
+        self.set_reactive(SavePane.run_dir, run_dir)
+        self._default_path = ""
+
     def compose(self) -> ComposeResult:
         yield Static("[b]Save the tuned model[/b]", classes="section-title")
+        with Horizontal(id="save-source-row"):
+            yield Static("", id="save-source")
+            yield Select([], prompt="weights", allow_blank=True, id="save-weights")
         with RadioSet(id="save-kind"):
             for kind in SAVE_KINDS:
                 reason = unavailable_reason(kind)
                 label = SAVE_TITLES[kind] + (f"  (unavailable: {reason})" if reason else "")
-                yield RadioButton(label, value=(kind == "lora"), disabled=bool(reason), id=f"save-{kind}")
+                yield StateRadioButton(label, value=(kind == "lora"), disabled=bool(reason), id=f"save-{kind}")
         with Horizontal(id="save-row"):
             yield Input("", id="save-path", placeholder="folder to save to")
             yield Button("Save", id="save-button", variant="primary")
         yield Static("", id="save-message")
-        yield Static("[b]Runs[/b] (select one to open it: curves replay from its events.jsonl)", classes="section-title")
-        table: DataTable[str] = DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
-        yield table
+        yield Static("[b]Runs[/b] (Enter opens one: its curves, its config, its weights)", classes="section-title")
+        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
         self.query_one("#runs-table", DataTable).add_columns("run", "status", "step", "final loss", "model")
+        self.watch_run_dir(self.run_dir)
         self.action_refresh_runs()
 
-    def default_path(self) -> str:
-        run_dir = self.app.current_run_dir()  # type: ignore[attr-defined]
-        kind = self._kind()
-        base = Path(run_dir) if run_dir else Path(self.app.config.output.runs_dir)  # type: ignore[attr-defined]
-        return str(base / f"export-{kind}")
+    # -- what is saved, and where -----------------------------------------------------------------
+    def watch_run_dir(self, run_dir: str | None) -> None:
+        """A new active run: its weights to choose from, and a target inside it (never the last run's)."""
+        if not self.is_mounted:
+            return
+        source = self.query_one("#save-source", Static)
+        weights = self.query_one("#save-weights", Select)
+        if run_dir is None:
+            source.update("No run yet: train one, or open one from the list below.")
+            weights.set_options([])
+        else:
+            run = RunDir(run_dir)
+            options: list[tuple[str, int | str]] = []
+            if (run.adapter_dir / "adapter_config.json").exists():
+                options.append((f"final adapter (step {run.summary().step})", FINAL))
+            options += [(f"checkpoint-{step}", step) for step, _ in reversed(run.checkpoints())]
+            source.update(f"run [b]{run.name}[/b]")
+            weights.set_options(options)
+            if options:
+                weights.value = options[0][1]
+        self._follow_default(force=True)
 
-    def _kind(self) -> str:
+    @on(Select.Changed, "#save-weights")
+    @on(RadioSet.Changed, "#save-kind")
+    def _choice_changed(self) -> None:
+        self._follow_default(force=False)
+
+    def _follow_default(self, force: bool) -> None:
+        """Put the default target in the path box, unless the user typed their own for this run."""
+        box = self.query_one("#save-path", Input)
+        new = default_target(self.run_dir, self._kind(), self._weights()) if self.run_dir else ""
+        if force or not box.value or box.value == self._default_path:
+            box.value = new
+        self._default_path = new
+
+    def _kind(self) -> SaveKind:
         pressed = self.query_one("#save-kind", RadioSet).pressed_button
-        return (pressed.id or "save-lora").removeprefix("save-") if pressed else "lora"
+        name = (pressed.id or "save-lora").removeprefix("save-") if pressed else "lora"
+        return next((k for k in SAVE_KINDS if k == name), "lora")
+
+    def _weights(self) -> int | str:
+        value = self.query_one("#save-weights", Select).value
+        return value if isinstance(value, int | str) and value != Select.BLANK else FINAL
 
     def on_show(self) -> None:
-        box = self.query_one("#save-path", Input)
-        if not box.value or box.value == getattr(self, "_last_default", None):
-            box.value = self._last_default = self.default_path()
         self.action_refresh_runs()
 
-    @on(RadioSet.Changed, "#save-kind")
-    def _kind_changed(self) -> None:
-        self.query_one("#save-path", Input).value = self.default_path()
-
+    # -- saving -----------------------------------------------------------------------------------
     @on(Button.Pressed, "#save-button")
     def action_save(self) -> None:
+        if self.run_dir is None:
+            self._message("Nothing to save yet: train a run, or open one from the list below.", error=True)
+            return
         path = self.query_one("#save-path", Input).value.strip()
         if not path:
             self._message("Choose a folder to save to.", error=True)
             return
         if Path(path).expanduser().exists():
-            self.app.push_screen(ConfirmOverwrite(path), lambda ok: self._save(path, True) if ok else None)
+            question = (f"{path} already exists. Overwrite it? (The old folder is replaced only once the new "
+                        "save is complete and proven to reload.)")
+            self.app.push_screen(Confirm(question, yes="Overwrite"), lambda ok: self._save(path, True) if ok else None)
         else:
             self._save(path, False)
 
     def _save(self, path: str, overwrite: bool) -> None:
-        kind = self._kind()
-        self._message(f"Saving {SAVE_TITLES[kind]} to {path}…")
-        args: dict[str, Any] = {"kind": kind, "path": path, "overwrite": overwrite}
-        args.update(self.app.save_source())  # type: ignore[attr-defined]
-        self.app.bridge.request("save", args, on_result=self._saved, on_error=self._failed)  # type: ignore[attr-defined]
+        if self.run_dir is None:
+            return
+        kind, weights = self._kind(), self._weights()
+        self._message(f"Saving {SAVE_TITLES[kind]} to {path}, then reloading it to prove it answers the same…")
+        request = rq.Save(kind=kind, path=path, run_dir=self.run_dir, overwrite=overwrite,
+                          checkpoint=weights if isinstance(weights, int) else None)
+        self.engine.request(request, on_answer=self._saved, on_error=self._failed)
 
-    def _saved(self, result: Result) -> None:
-        self._message(f"Saved {result.data.get('kind')} to {result.data.get('path')}")
+    def _saved(self, answer: rq.Saved) -> None:
+        check = answer.verification
+        proof = f" · proven: {check.detail}" if check else ""
+        source = answer.checkpoint or "final adapter"
+        self._message(f"Saved {answer.kind} of {answer.run} ({source}, step {answer.step}) to {answer.path}{proof}")
 
     def _failed(self, error: Error) -> None:
         self._message(f"{error.message} {error.hint}", error=True)
@@ -117,8 +158,9 @@ class SavePane(Vertical):
     def _message(self, text: str, error: bool = False) -> None:
         self.query_one("#save-message", Static).update(Text(text, style="red" if error else "green"))
 
+    # -- runs -------------------------------------------------------------------------------------
     def action_refresh_runs(self) -> None:
-        self._read_runs(self.app.config.output.runs_dir)  # type: ignore[attr-defined]
+        self._read_runs(self.config.output.runs_dir)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="runs")
     def _read_runs(self, runs_dir: str) -> None:
@@ -128,7 +170,7 @@ class SavePane(Vertical):
         with contextlib.suppress(RuntimeError):  # the app closed meanwhile
             self.app.call_from_thread(self._show_runs, runs)
 
-    def _show_runs(self, runs: list[Any]) -> None:
+    def _show_runs(self, runs: list[RunSummary]) -> None:
         table = self.query_one("#runs-table", DataTable)
         selected = table.cursor_row
         table.clear()
@@ -141,8 +183,8 @@ class SavePane(Vertical):
 
     @on(DataTable.RowSelected, "#runs-table")
     def _open(self, event: DataTable.RowSelected) -> None:
-        self.app.open_run(str(event.row_key.value))  # type: ignore[attr-defined]
+        self.post_message(OpenRun(str(event.row_key.value)))
 
-    def runs_shown(self) -> list[Any]:
+    def runs_shown(self) -> list[str]:
         table = self.query_one("#runs-table", DataTable)
-        return [table.get_row_at(i)[0] for i in range(table.row_count)]
+        return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]

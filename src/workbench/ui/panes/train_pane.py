@@ -12,45 +12,50 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.reactive import reactive
 from textual.widgets import Button, ProgressBar, RichLog, Static
 
-from workbench.config import config_to_dict
-from workbench.gpu import poll_gpus
-from workbench.protocol import Checkpoint, Done, Error, Eval, Event, Log, Memory, Result, Status, TrainStart
-from workbench.runs import RunDir
-from workbench.ui.messages import GpuSample
-from workbench.ui.panes.train_history import (
-    History,
+from workbench import requests as rq
+from workbench.config import RunConfig
+from workbench.formatting import (
     checkpoint_line,
     done_line,
-    done_phase,
     eval_line,
-    event_key,
-    fold,
     log_line,
-    start_phase,
+    metrics_lines,
+    start_line,
     status_line,
 )
+from workbench.gpu import poll_gpus
+from workbench.protocol import Checkpoint, Done, Error, Eval, Event, Log, Memory, Status, TrainStart
+from workbench.runs import RunDir
+from workbench.ui.bridge import EngineBridge
+from workbench.ui.history import History, event_key, fold
+from workbench.ui.messages import GpuSample, RunStarted, TrainingFinished
 from workbench.ui.widgets.gpu_panel import GpuPanel
 from workbench.ui.widgets.loss_chart import LossChart
-
-
-def _fmt_duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "–"
-    seconds = int(seconds)
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 class TrainPane(Horizontal):
     BINDINGS = [("t", "start", "Start"), ("x", "stop", "Stop"), ("r", "resume", "Resume")]
     LOG_LINES = 2000  # the RichLog keeps this many lines; a replay writes no more than that
 
-    def __init__(self, **kwargs: Any) -> None:
+    config: reactive[RunConfig] = reactive(RunConfig, always_update=True, init=False)
+    """What Start trains."""
+    run_dir: reactive[str | None] = reactive(None, init=False)
+    """The active run: what Resume continues."""
+    invalid_fields: reactive[tuple[str, ...]] = reactive((), init=False)
+    """Config fields that do not validate: Start refuses until they are fixed."""
+    engine_pid: reactive[int | None] = reactive(None, init=False)
+
+    def __init__(self, engine: EngineBridge, config: RunConfig, run_dir: str | None = None,
+                 invalid_fields: tuple[str, ...] = (), gpu_module: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.run_dir: str | None = None
+        self.engine = engine
+        self.gpu_module = gpu_module
+        self.set_reactive(TrainPane.config, config)
+        self.set_reactive(TrainPane.run_dir, run_dir)
+        self.set_reactive(TrainPane.invalid_fields, invalid_fields)
         self.running = False
         self.last_log: Log | None = None
         self.total_steps = 0
@@ -78,7 +83,7 @@ class TrainPane(Horizontal):
             yield GpuPanel(id="gpu-panel")
 
     def on_mount(self) -> None:
-        self.app.bridge.subscribe(self.handle_event)  # type: ignore[attr-defined]
+        self.engine.subscribe(self.handle_event)
         self._poll_gpus()
 
     def on_unmount(self) -> None:
@@ -86,9 +91,8 @@ class TrainPane(Horizontal):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="gpu")
     def _poll_gpus(self) -> None:
-        module = getattr(self.app, "gpu_module", None)
         poll_gpus(lambda snaps, reason: self.post_message(GpuSample(snaps, reason)), self._gpu_stop,
-                  interval_s=1.0, module=module)
+                  interval_s=1.0, module=self.gpu_module)
 
     def on_gpu_sample(self, message: GpuSample) -> None:
         self.query_one(GpuPanel).show(message.snapshots, message.reason)
@@ -119,32 +123,34 @@ class TrainPane(Horizontal):
     @on(Button.Pressed, "#train-stop")
     def action_stop(self) -> None:
         if self.running:
-            self.app.bridge.request("stop", {})  # type: ignore[attr-defined]
+            self.engine.request(rq.Stop())
             self.query_one("#train-phase", Static).update("Stopping at the next step boundary, then saving a checkpoint…")
+
+    def watch_run_dir(self) -> None:
+        if self.is_mounted:
+            self._buttons()
 
     def _train(self, resume: bool) -> None:
         if self.running:
             return
-        invalid = self.app.invalid_fields()  # type: ignore[attr-defined]
-        if invalid:
-            self.query_one("#train-phase", Static).update(f"[red]Fix the config first: {', '.join(invalid)}[/]")
+        if self.invalid_fields:
+            self.query_one("#train-phase", Static).update(
+                f"[red]Fix the config first: {', '.join(self.invalid_fields)}[/]")
             return
         self._cancel_replay()  # a history still being read must not land on top of the new run
-        args: dict[str, Any] = {"config": config_to_dict(self.app.config), "resume": resume}  # type: ignore[attr-defined]
-        if resume and self.run_dir:
-            args["run_dir"] = self.run_dir
-        else:
+        request = rq.Train(config=self.config, resume=resume, run_dir=self.run_dir if resume else None)
+        if not resume:
             self.query_one(LossChart).clear_history()
             self.query_one("#train-log", RichLog).clear()
         self.running = True
         self._buttons()
         self.query_one("#train-progress", ProgressBar).update(total=None, progress=0)
         self.query_one("#train-phase", Static).update("Starting: loading the model and tokenizing the data…")
-        self.app.bridge.request("train", args, on_result=self._started, on_error=self._failed)  # type: ignore[attr-defined]
+        self.engine.request(request, on_answer=self._started, on_error=self._failed)
 
-    def _started(self, result: Result) -> None:
-        self.run_dir = result.data.get("run_dir")
-        self.query_one("#train-run", Static).update(f"run: {result.data.get('run')}")
+    def _started(self, answer: rq.TrainStarted) -> None:
+        self.query_one("#train-run", Static).update(f"run: {answer.run}")
+        self.post_message(RunStarted(answer.run_dir))
 
     def _failed(self, error: Error) -> None:
         self.running = False
@@ -161,7 +167,7 @@ class TrainPane(Horizontal):
             self.running = True
             self._show_start(event)
             self.query_one("#train-progress", ProgressBar).update(total=event.total_steps, progress=event.start_step)
-            self.query_one("#train-phase", Static).update(start_phase(event))
+            self.query_one("#train-phase", Static).update(start_line(event))
             self._buttons()
         elif isinstance(event, Log):
             self.last_log = event
@@ -184,10 +190,10 @@ class TrainPane(Horizontal):
             self.running = False
             self.last_done = event
             self._stop_busy_bar()
-            self.query_one("#train-phase", Static).update(done_phase(event))
+            self.query_one("#train-phase", Static).update(done_line(event))
             self._log(done_line(event))
             self._buttons()
-            self.app.training_finished(event)  # type: ignore[attr-defined]
+            self.post_message(TrainingFinished(event, replayed=False))
 
     def _stop_busy_bar(self) -> None:
         # A run that ended before its first step (failed to load, stopped early) leaves no total to show.
@@ -196,7 +202,6 @@ class TrainPane(Horizontal):
             bar.update(total=1, progress=0)
 
     def _show_start(self, event: TrainStart) -> None:
-        self.run_dir = event.run_dir
         self.total_steps = event.total_steps
         self.query_one("#train-run", Static).update(f"run: {Path(event.run_dir).name}")
 
@@ -214,15 +219,7 @@ class TrainPane(Horizontal):
         self._buttons()
 
     def _metrics(self, e: Log) -> None:
-        def f(v: float | None, fmt: str) -> str:
-            return "–" if v is None else fmt.format(v)
-
-        self.query_one("#train-metrics", Static).update(
-            f"step [b]{e.step}[/b]/{e.total_steps}  loss [b]{f(e.loss, '{:.4f}')}[/b]  lr {f(e.learning_rate, '{:.2e}')}  "
-            f"grad norm {f(e.grad_norm, '{:.3f}')}\n"
-            f"tokens/s {f(e.tokens_per_s, '{:,.0f}')}  MFU {f(e.mfu * 100 if e.mfu is not None else None, '{:.1f}%')}  "
-            f"epoch {f(e.epoch, '{:.2f}')}  elapsed {_fmt_duration(e.elapsed_s)}  ETA {_fmt_duration(e.eta_s)}"
-        )
+        self.query_one("#train-metrics", Static).update(metrics_lines(e))
 
     # -- history ----------------------------------------------------------------------------------
     def replay(self, run_dir: str | Path, then: Callable[[], None] | None = None) -> None:
@@ -241,7 +238,7 @@ class TrainPane(Horizontal):
     def _read_history(self, run: RunDir, generation: int, then: Callable[[], None] | None) -> None:
         try:
             history: History | str = fold(run.iter_events(), self.LOG_LINES)
-        except Exception as exc:  # an unreadable file must not leave the live events held forever
+        except OSError as exc:  # an unreadable file must not leave the live events held forever
             history = f"{type(exc).__name__}: {exc}"
         self.app.call_from_thread(self._show_history, run, history, generation, then)
 
@@ -280,8 +277,7 @@ class TrainPane(Horizontal):
             self.running = history.running
         if history.done:
             self.last_done = history.done
-            self.app.training_finished(history.done)  # type: ignore[attr-defined]
-        self.run_dir = str(run.path)
+            self.post_message(TrainingFinished(history.done, replayed=True))
         if not run.engine_alive():
             self.running = False
         self._buttons()

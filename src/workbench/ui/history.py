@@ -1,4 +1,4 @@
-"""A run's events folded into what the Train pane shows, and the pane's log lines.
+"""A run's events folded into what the Train pane shows (its lines are `workbench.formatting`'s).
 
 `TrainPane.handle_event` shows one live event at a time; `fold` computes the same end state from a whole
 events.jsonl at once, in a worker thread: every loss point, but only the log lines the RichLog keeps and
@@ -13,39 +13,8 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from workbench.formatting import checkpoint_line, done_line, eval_line, log_line, start_line, status_line
 from workbench.protocol import Checkpoint, Done, Eval, Event, Log, Memory, Status, TrainStart
-
-DONE_COLOURS = {"completed": "green", "stopped": "yellow", "failed": "red"}
-
-
-def log_line(e: Log) -> str:
-    loss = f"{e.loss:.4f}" if e.loss is not None else "n/a"
-    return f"step {e.step}/{e.total_steps} loss {loss} lr {e.learning_rate or 0:.2e} grad_norm {e.grad_norm or 0:.3f}"
-
-
-def eval_line(e: Eval) -> str:
-    return f"[cyan]eval at step {e.step}: {e.eval_loss:.4f}[/]"
-
-
-def checkpoint_line(e: Checkpoint) -> str:
-    return f"[dim]checkpoint at step {e.step}: {e.path}[/]"
-
-
-def status_line(e: Status) -> str:
-    return f"[dim]{e.message}[/]"
-
-
-def start_phase(e: TrainStart) -> str:
-    return (f"Training {e.train_rows} rows (eval {e.eval_rows}), effective batch {e.effective_batch}, "
-            f"{e.trainable_params:,} trainable of {e.total_params:,} parameters.")
-
-
-def done_phase(e: Done) -> str:
-    return f"[{DONE_COLOURS[e.status]}]{e.status}[/] at step {e.step}: {e.message}"
-
-
-def done_line(e: Done) -> str:
-    return f"[{DONE_COLOURS[e.status]}]{e.status}: {e.message}[/]"
 
 
 def event_key(e: Event) -> tuple[str, float]:
@@ -80,7 +49,7 @@ def fold(events: Iterable[Event], max_lines: int) -> History:
         h.count += 1
         h.keys.add(event_key(e))
         if isinstance(e, TrainStart):
-            h.start, h.running, h.phase = e, True, start_phase(e)
+            h.start, h.running, h.phase = e, True, start_line(e)
             h.progress = (e.total_steps, e.start_step)
         elif isinstance(e, Log):
             h.last_log = e
@@ -98,7 +67,7 @@ def fold(events: Iterable[Event], max_lines: int) -> History:
             h.phase = e.message
             h.lines.append(status_line(e))
         elif isinstance(e, Done):
-            h.done, h.running, h.phase = e, False, done_phase(e)
+            h.done, h.running, h.phase = e, False, done_line(e)
             h.lines.append(done_line(e))
     return h
 

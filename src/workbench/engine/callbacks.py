@@ -1,0 +1,226 @@
+"""The trainer's hooks turned into protocol events, one small TRL/transformers callback per concern:
+
+- `StepClock`: step timing (for the ETA) and the first step's compile notice;
+- `StepGuard`: a NaN / infinite raw loss stops the run, a user's stop ends it at the step boundary with a
+  checkpoint;
+- `StepReporter`: one `Log` event per logged step (raw loss, tokens/s, MFU, ETA), and the GPU memory
+  report every tenth;
+- `EvalReporter`: eval loss;
+- `CheckpointMarker`: marks a checkpoint complete (only then is it resumed from) and reports it.
+
+They share a `RunProgress`. Imported only in the process that trains (transformers is imported here).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from workbench.engine.boot import boot
+
+boot()  # unsloth before transformers, whoever imports this module first
+from transformers import TrainerCallback  # noqa: E402
+
+from workbench.mfu import mfu  # noqa: E402
+from workbench.protocol import Checkpoint, Eval, Log, Memory, Status  # noqa: E402
+from workbench.runs import COMPLETE_MARKER  # noqa: E402
+
+GIB = 1024**3
+Emit = Callable[[BaseModel], None]
+
+
+@dataclass
+class RunProgress:
+    """What the callbacks know between steps."""
+
+    t0: float = field(default_factory=time.time)
+    elapsed_before: float = 0.0
+    """Training time spent before this process resumed the run."""
+    step_times: list[float] = field(default_factory=list)
+    """Seconds per optimizer step, the compiling first step excluded."""
+    failure: str | None = None
+    last_loss: float | None = None
+
+    def elapsed(self, now: float) -> float:
+        return self.elapsed_before + now - self.t0
+
+    def eta(self, step: int, total: int) -> float | None:
+        if not self.step_times:
+            return None
+        recent = self.step_times[-20:]
+        return (total - step) * sum(recent) / len(recent)
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def memory_event(run_name: str, phase: Literal["before", "step", "after"], before_gib: float) -> Memory:
+    import torch
+
+    props = torch.cuda.get_device_properties(0)
+    peak = torch.cuda.max_memory_reserved() / GIB
+    return Memory(
+        run=run_name,
+        phase=phase,
+        gpu_name=props.name,
+        total_gib=round(props.total_memory / GIB, 3),
+        reserved_before_gib=round(before_gib, 3),
+        reserved_gib=round(torch.cuda.memory_reserved() / GIB, 3),
+        peak_gib=round(peak, 3),
+        lora_gib=round(max(0.0, peak - before_gib), 3),
+    )
+
+
+class StepClock(TrainerCallback):  # type: ignore[misc]
+    def __init__(self, emit: Emit, run_name: str, progress: RunProgress) -> None:
+        self.emit, self.run_name, self.progress = emit, run_name, progress
+        self.step_started = 0.0
+        self.first_step_done = False
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.progress.t0 = time.time()
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.step_started = time.time()
+        if not self.first_step_done and _cuda():
+            self.emit(Status(run=self.run_name, message="First step: compiling GPU kernels; this takes 2-3 minutes once."))
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if self.first_step_done:
+            self.progress.step_times.append(time.time() - self.step_started)
+        self.first_step_done = True
+
+
+class StepGuard(TrainerCallback):  # type: ignore[misc]
+    def __init__(self, trainer: Any, stop: threading.Event, progress: RunProgress) -> None:
+        self.trainer, self.stop, self.progress = trainer, stop, progress
+
+    def fail(self, control: Any, message: str) -> None:
+        self.progress.failure = message
+        control.should_training_stop = True
+        control.should_save = False  # keep the last good checkpoint as the newest
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        bad = self.trainer.wb_nonfinite
+        if bad is not None:
+            self.trainer.wb_nonfinite = None
+            if bool(bad):  # one device synchronisation per optimizer step
+                self.fail(control, f"the loss became NaN or infinite at step {state.global_step}")
+                return
+        if self.stop.is_set():
+            control.should_training_stop = True
+            control.should_save = True
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        logs = logs or {}
+        if "loss" not in logs:
+            return
+        loss, grad_norm = logs.get("loss"), logs.get("grad_norm")
+        if not _finite(loss):
+            self.fail(control, f"the loss became {loss} at step {state.global_step}")
+        elif grad_norm is not None and not _finite(grad_norm):
+            self.fail(control, f"the gradient norm became {grad_norm} at step {state.global_step}")
+
+
+class StepReporter(TrainerCallback):  # type: ignore[misc]
+    MEMORY_EVERY = 10
+    """Logged steps between GPU memory reports."""
+
+    def __init__(self, trainer: Any, emit: Emit, run_name: str, progress: RunProgress, flops_per_token: float,
+                 peak_tflops: float | None, memory_before_gib: float) -> None:
+        self.trainer, self.emit, self.run_name, self.progress = trainer, emit, run_name, progress
+        self.flops_per_token, self.peak_tflops, self.memory_before_gib = flops_per_token, peak_tflops, memory_before_gib
+        self.last_t = time.time()
+        self.last_tokens = 0.0
+        self.logs_seen = 0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.last_t = time.time()
+
+    def _tokens_per_s(self, tokens: float, now: float) -> float | None:
+        # Not over the first step, whose time is mostly compilation.
+        rate = None
+        if tokens > self.last_tokens and now > self.last_t and self.progress.step_times:
+            rate = (tokens - self.last_tokens) / (now - self.last_t)
+        self.last_tokens, self.last_t = tokens, now
+        return rate
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any) -> None:
+        logs = logs or {}
+        if "loss" not in logs:
+            return
+        now = time.time()
+        loss, grad_norm = logs.get("loss"), logs.get("grad_norm")
+        # Our own count (TRL's num_tokens is missing under unsloth); a resumed run counts from the resume.
+        counted = self.trainer.wb_tokens
+        tokens = float(counted) if counted is not None else float(logs.get("num_tokens") or 0.0)
+        tps = self._tokens_per_s(tokens, now)
+        step, total = state.global_step, state.max_steps
+        self.emit(Log(
+            run=self.run_name,
+            step=step,
+            total_steps=total,
+            loss=float(loss) if isinstance(loss, int | float) else None,
+            learning_rate=logs.get("learning_rate"),
+            grad_norm=float(grad_norm) if isinstance(grad_norm, int | float) else None,
+            epoch=logs.get("epoch"),
+            tokens=int(tokens),
+            tokens_per_s=tps,
+            mfu=mfu(tps, self.flops_per_token, self.peak_tflops) if tps and self.peak_tflops else None,
+            elapsed_s=self.progress.elapsed(now),
+            eta_s=self.progress.eta(step, total),
+        ))
+        if isinstance(loss, int | float):
+            self.progress.last_loss = float(loss)
+        self.logs_seen += 1
+        if _cuda() and self.logs_seen % self.MEMORY_EVERY == 1:
+            self.emit(memory_event(self.run_name, "step", self.memory_before_gib))
+
+
+class EvalReporter(TrainerCallback):  # type: ignore[misc]
+    def __init__(self, emit: Emit, run_name: str) -> None:
+        self.emit, self.run_name = emit, run_name
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
+                    **kw: Any) -> None:
+        if metrics and "eval_loss" in metrics:
+            self.emit(Eval(run=self.run_name, step=state.global_step, eval_loss=float(metrics["eval_loss"])))
+
+
+class CheckpointMarker(TrainerCallback):  # type: ignore[misc]
+    def __init__(self, emit: Emit, run_name: str) -> None:
+        self.emit, self.run_name = emit, run_name
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if path.is_dir():
+            # Written after everything else in the folder: a checkpoint cut short by a crash has none.
+            (path / COMPLETE_MARKER).write_text(str(state.global_step), encoding="utf-8")
+            self.emit(Checkpoint(run=self.run_name, step=state.global_step, path=str(path)))
+
+
+def make_callbacks(trainer: Any, emit: Emit, stop: threading.Event, run_name: str, progress: RunProgress,
+                   flops_per_token: float, peak_tflops: float | None, memory_before_gib: float) -> list[Any]:
+    # Order matters where two act on one hook: the clock times the step before the guard may stop it,
+    # and the guard judges a log before the reporter records its loss.
+    return [
+        StepClock(emit, run_name, progress),
+        StepGuard(trainer, stop, progress),
+        StepReporter(trainer, emit, run_name, progress, flops_per_token, peak_tflops, memory_before_gib),
+        EvalReporter(emit, run_name),
+        CheckpointMarker(emit, run_name),
+    ]

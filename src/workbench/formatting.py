@@ -1,0 +1,80 @@
+"""One way to say each thing, shared by the CLI and the TUI: a training step, an eval, a checkpoint, the
+memory report, a run's start and end, a histogram bar, a duration.
+
+Lines are Rich markup (both the CLI's console and the TUI's widgets render it). No Textual, no ML import.
+"""
+
+from __future__ import annotations
+
+from workbench.protocol import Checkpoint, Done, Eval, Log, Memory, Status, TrainStart
+
+DONE_COLOURS = {"completed": "green", "stopped": "yellow", "failed": "red"}
+
+
+def duration(seconds: float | None) -> str:
+    """1:05 or 2:03:07; an en dash when unknown."""
+    if seconds is None:
+        return "–"
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def number(value: float | None, fmt: str) -> str:
+    return "–" if value is None else fmt.format(value)
+
+
+def log_line(e: Log) -> str:
+    """One optimizer step, as the CLI prints it and the Train pane's log shows it."""
+    tps = f"  {e.tokens_per_s:,.0f} tok/s" if e.tokens_per_s else ""
+    return (f"step {e.step}/{e.total_steps}  loss {number(e.loss, '{:.4f}')}  lr {number(e.learning_rate, '{:.2e}')}"
+            f"  grad_norm {number(e.grad_norm, '{:.3f}')}{tps}  elapsed {duration(e.elapsed_s)}")
+
+
+def metrics_lines(e: Log) -> str:
+    """The Train pane's two-line summary of the newest step."""
+    mfu = e.mfu * 100 if e.mfu is not None else None
+    return (f"step [b]{e.step}[/b]/{e.total_steps}  loss [b]{number(e.loss, '{:.4f}')}[/b]  "
+            f"lr {number(e.learning_rate, '{:.2e}')}  grad norm {number(e.grad_norm, '{:.3f}')}\n"
+            f"tokens/s {number(e.tokens_per_s, '{:,.0f}')}  MFU {number(mfu, '{:.1f}%')}  epoch {number(e.epoch, '{:.2f}')}"
+            f"  elapsed {duration(e.elapsed_s)}  ETA {duration(e.eta_s)}")
+
+
+def eval_line(e: Eval) -> str:
+    return f"[cyan]eval at step {e.step}: eval_loss {e.eval_loss:.4f}[/]"
+
+
+def checkpoint_line(e: Checkpoint) -> str:
+    return f"[dim]checkpoint at step {e.step}: {e.path}[/]"
+
+
+def status_line(e: Status) -> str:
+    return f"[dim]{e.message}[/]"
+
+
+def start_line(e: TrainStart) -> str:
+    resumed = f" Resumed at step {e.start_step} of {e.total_steps}." if e.start_step else ""
+    return (f"Training {e.train_rows} rows (eval {e.eval_rows}), effective batch {e.effective_batch}, "
+            f"{e.trainable_params:,} trainable of {e.total_params:,} parameters.{resumed}")
+
+
+def done_line(e: Done) -> str:
+    return f"[{DONE_COLOURS[e.status]}]{e.status}[/] at step {e.step}/{e.total_steps}: {e.message}"
+
+
+def memory_report(m: Memory) -> str:
+    """The first recipe's report: memory before training, the peak, and what training itself took."""
+    return (f"GPU memory ({m.gpu_name}, {m.total_gib:.1f} GiB): reserved before training {m.reserved_before_gib:.2f} GiB"
+            f" · peak {m.peak_gib:.2f} GiB ({m.peak_pct:.1f}%) · for LoRA {m.lora_gib:.2f} GiB ({m.lora_pct:.1f}%)")
+
+
+def histogram_lines(bins: list[tuple[int, int, int]], width: int, limit: int | None = None) -> list[str]:
+    """A text histogram, one bar per bin, scaled to `width` cells; bins past `limit` drawn red."""
+    peak = max((count for _, _, count in bins), default=0)
+    lines = []
+    for lo, hi, count in bins:
+        bar = "█" * (round(width * count / peak) if peak else 0)
+        colour = "red" if limit is not None and lo > limit else "cyan"
+        lines.append(f"{lo:>6}-{hi:<6} [{colour}]{bar}[/] {count}")
+    return lines
