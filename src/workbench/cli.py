@@ -199,14 +199,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------- gpus, runs
 
 def cmd_gpus(args: argparse.Namespace) -> int:
-    from workbench.gpu import sample_gpus
+    from workbench.gpu import gpus_report, sample_all
 
-    snaps, reason = sample_gpus()
-    if not snaps:
-        print(reason or "no NVIDIA GPU found")
-        return EXIT_OK
-    for s in snaps:
-        print(s.describe())
+    print(gpus_report(sample_all()))
     return EXIT_OK
 
 
@@ -271,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--input-column")
     pr.add_argument("--output-column")
     pr.add_argument("--rows", type=int, default=2)
-    sub.add_parser("gpus", help="one line per NVIDIA GPU (NVML)")
+    sub.add_parser("gpus", help="each NVIDIA GPU (NVML) and the processes on it; without one, CPU and RAM")
     rn = sub.add_parser("runs", help="list runs")
     rn.add_argument("--runs-dir", default="runs")
     at = sub.add_parser("attach", help="re-attach the TUI to a live run")

@@ -16,7 +16,19 @@ from textual.widgets import Button, ProgressBar, RichLog, Static
 
 from workbench.config import config_to_dict
 from workbench.gpu import poll_gpus
-from workbench.protocol import Checkpoint, Done, Error, Eval, Event, Log, Memory, Result, Status, TrainStart
+from workbench.protocol import (
+    Checkpoint,
+    Done,
+    Error,
+    Eval,
+    Event,
+    Hello,
+    Log,
+    Memory,
+    Result,
+    Status,
+    TrainStart,
+)
 from workbench.runs import RunDir
 from workbench.ui.messages import GpuSample
 from workbench.ui.panes.train_history import (
@@ -79,19 +91,22 @@ class TrainPane(Horizontal):
 
     def on_mount(self) -> None:
         self.app.bridge.subscribe(self.handle_event)  # type: ignore[attr-defined]
-        self._poll_gpus()
+        self._poll_gpus(self.query_one(GpuPanel))
 
     def on_unmount(self) -> None:
         self._gpu_stop.set()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="gpu")
-    def _poll_gpus(self) -> None:
+    def _poll_gpus(self, panel: GpuPanel) -> None:
         module = getattr(self.app, "gpu_module", None)
-        poll_gpus(lambda snaps, reason: self.post_message(GpuSample(snaps, reason)), self._gpu_stop,
-                  interval_s=1.0, module=module)
+        # The panel is passed in from the UI thread (no DOM query from this thread); its engine_pid is
+        # a plain attribute, read before each poll.
+        poll_gpus(lambda reading: self.post_message(GpuSample(reading)), self._gpu_stop,
+                  interval_s=1.0, module=module, engine_pid=lambda: panel.engine_pid)
 
     def on_gpu_sample(self, message: GpuSample) -> None:
-        self.query_one(GpuPanel).show(message.snapshots, message.reason)
+        reading = message.reading
+        self.query_one(GpuPanel).show(reading.gpus, reading.reason, reading.host)
 
     # -- actions ----------------------------------------------------------------------------------
     def _log(self, text: str) -> None:
@@ -188,6 +203,8 @@ class TrainPane(Horizontal):
             self._log(done_line(event))
             self._buttons()
             self.app.training_finished(event)  # type: ignore[attr-defined]
+        elif isinstance(event, Hello):  # a new or restarted engine: the gauges follow its process
+            self.query_one(GpuPanel).engine_pid = event.pid
 
     def _stop_busy_bar(self) -> None:
         # A run that ended before its first step (failed to load, stopped early) leaves no total to show.
