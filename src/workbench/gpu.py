@@ -96,21 +96,24 @@ class GpuSnapshot:
             f"temp {na(self.temperature, '{}°C')}  power {power}"
         )
 
-    def process_lines(self, limit: int | None = MAX_PROCESS_LINES) -> list[str]:
-        """One line per process on this GPU: the engine's first, then the biggest; at most `limit` + 1
-        (None: all of them)."""
+    def process_rows(self, limit: int | None = MAX_PROCESS_LINES) -> list[tuple[str, str]]:
+        """The process lines of this GPU with their kind ("engine", "other" or "note"): the engine's
+        processes first, then the biggest; at most `limit` + 1 lines (None: all of them)."""
         if self.processes is None:
-            return ["processes n/a (NVML cannot list them here)"]
+            return [("processes n/a (NVML cannot list them here)", "note")]
         if not self.processes:
-            return ["no processes"]
+            return [("no processes", "note")]
         ordered = sorted(self.processes, key=lambda p: (not p.engine, -(p.gpu_memory or 0), p.pid))
         shown = ordered if limit is None else ordered[:limit]
-        lines = [p.describe() for p in shown]
+        rows = [(p.describe(), "engine" if p.engine else "other") for p in shown]
         rest = ordered[len(shown):]
         if rest:
             mem = sum(p.gpu_memory or 0 for p in rest)
-            lines.append(f"{human_bytes(mem):>9}  +{len(rest)} more processes")
-        return lines
+            rows.append((f"{human_bytes(mem):>9}  +{len(rest)} more processes", "note"))
+        return rows
+
+    def process_lines(self, limit: int | None = MAX_PROCESS_LINES) -> list[str]:
+        return [line for line, _ in self.process_rows(limit)]
 
 
 class _Owner(NamedTuple):
@@ -285,7 +288,7 @@ def _reason(exc: Exception) -> str:
     if isinstance(exc, ImportError):
         return "no NVIDIA GPU found (pynvml is not installed)"
     if "LibraryNotFound" in type(exc).__name__ or "not found" in text.lower() or "Driver Not Loaded" in text:
-        return f"no NVIDIA GPU found (no NVIDIA driver on this machine; NVML: {text})"
+        return f"no NVIDIA GPU found (no NVIDIA driver: {text})"  # NVML's own words, for a search
     return f"no NVIDIA GPU found ({text})"
 
 

@@ -451,3 +451,14 @@ def test_gpus_report() -> None:
 def test_process_memory_in_mib_below_a_gib() -> None:
     assert GpuProcess(pid=1, gpu_memory=300 * MIB, user="u").describe() == "  300 MiB  u  pid 1"
     assert GpuProcess(pid=1, gpu_memory=GIB, user="u").describe() == "  1.0 GiB  u  pid 1"
+
+
+def test_process_rows_say_which_lines_are_the_engines() -> None:
+    procs = (GpuProcess(pid=1, gpu_memory=GIB, user="me", engine=True),
+             GpuProcess(pid=2, gpu_memory=3 * GIB, user="me", engine=True),  # a second worker of the engine
+             GpuProcess(pid=3, gpu_memory=9 * GIB, user="alice"),
+             GpuProcess(pid=4, gpu_memory=GIB, user="bob"))
+    rows = GpuSnapshot(index=0, name="g", processes=procs).process_rows(limit=3)
+    assert rows == [("  3.0 GiB  engine  pid 2", "engine"), ("  1.0 GiB  engine  pid 1", "engine"),
+                    ("  9.0 GiB  alice  pid 3", "other"), ("  1.0 GiB  +1 more processes", "note")]
+    assert GpuSnapshot(index=0, name="g", processes=()).process_rows() == [("no processes", "note")]

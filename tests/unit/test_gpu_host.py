@@ -212,3 +212,15 @@ def test_importing_gpu_imports_neither_psutil_nor_pynvml() -> None:
     code = code.replace("print(", "workbench.gpu.HostSampler().sample()\nprint(")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert out.stdout.strip().splitlines()[-1] == '["psutil"]'
+
+
+def test_the_gpus_command_on_this_machine(capsys: pytest.CaptureFixture[str]) -> None:
+    from workbench.cli import main
+
+    assert main(["gpus"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    if lines[0].startswith("GPU 0: "):  # a machine with a GPU: each GPU, then its processes, indented
+        assert all(line.startswith(("GPU ", "  ")) for line in lines)
+    else:
+        assert lines[0].startswith("no NVIDIA GPU found")
+        assert lines[1].startswith("CPU ") and " of " in lines[1] and "RAM " in lines[1]

@@ -34,16 +34,10 @@ class Line(Static):
 
 
 def process_markup(snap: GpuSnapshot) -> str:
-    """The process lines of one GPU as markup: the engine's stands out, notes are muted."""
-    if not snap.processes:  # None (NVML cannot list them) or none running: one muted note
-        return f"[$text-muted]{escape(snap.process_lines()[0])}[/]"
-    lines = snap.process_lines()
-    engine_first = any(p.engine for p in snap.processes)
-    out = []
-    for i, line in enumerate(lines):
-        text = escape(line)
-        out.append(f"[b $success]{text}[/]" if engine_first and i == 0 else text)
-    return "\n".join(out)
+    """The process lines of one GPU as markup: the engine's stand out, notes are muted."""
+    style = {"engine": "b $success", "note": "$text-muted"}
+    return "\n".join(f"[{style[kind]}]{escape(line)}[/]" if kind in style else escape(line)
+                     for line, kind in snap.process_rows())
 
 
 class GpuGauge(Vertical):
@@ -95,7 +89,7 @@ class HostGauge(Vertical):
     without an NVIDIA GPU (a laptop, CI, the CPU demo)."""
 
     DEFAULT_CSS = """
-    HostGauge { height: auto; margin-bottom: 1; }
+    HostGauge { height: auto; margin: 1 0; }
     HostGauge ProgressBar { width: 100%; }
     HostGauge Bar { width: 1fr; }
     HostGauge Sparkline { height: 2; }
