@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
+from textual.pilot import Pilot
 from textual.widgets import Sparkline, Static
 
 from tests.ui import scenarios
@@ -167,7 +169,7 @@ def _snap_app(tmp_path: Path, gpu_module: object) -> WorkbenchApp:
     return app
 
 
-async def _train_pane_with_gauges_stopped(pilot, tmp_path: Path, with_memory_report: bool):
+async def _train_pane_with_gauges_stopped(pilot: Pilot[int], tmp_path: Path, with_memory_report: bool) -> Any:
     """The Train pane mid-run, its sampler stopped: what the gauges show is then set by the test alone."""
     app = pilot.app
     await app.panes_mounted()
@@ -186,8 +188,8 @@ async def _train_pane_with_gauges_stopped(pilot, tmp_path: Path, with_memory_rep
     return pane
 
 
-def test_train_pane_without_a_gpu(snap_compare, tmp_path: Path) -> None:
-    async def before(pilot) -> None:
+def test_train_pane_without_a_gpu(snap_compare: Callable[..., bool], tmp_path: Path) -> None:
+    async def before(pilot: Pilot[int]) -> None:
         pane = await _train_pane_with_gauges_stopped(pilot, tmp_path, with_memory_report=False)
         panel = pane.query_one(GpuPanel)
         host = panel.query_one(HostGauge)
@@ -201,8 +203,8 @@ def test_train_pane_without_a_gpu(snap_compare, tmp_path: Path) -> None:
     assert snap_compare(_snap_app(tmp_path, NoGpuNvml()), terminal_size=(160, 45), run_before=before)
 
 
-def test_train_pane_with_other_users_on_the_gpus(snap_compare, tmp_path: Path) -> None:
-    async def before(pilot) -> None:
+def test_train_pane_with_other_users_on_the_gpus(snap_compare: Callable[..., bool], tmp_path: Path) -> None:
+    async def before(pilot: Pilot[int]) -> None:
         pane = await _train_pane_with_gauges_stopped(pilot, tmp_path, with_memory_report=True)
         for gauge in pane.query(GpuGauge):
             gauge.util_history.extend([0.0] * HISTORY)
@@ -230,3 +232,30 @@ def test_process_markup_styles_every_engine_line_and_escapes_names() -> None:
     assert lines[0].startswith("[b $success]") and lines[1].startswith("[b $success]")
     assert lines[2] == r"  2.0 GiB  alice  pid 3  \[b]worker"
     assert process_markup(GpuSnapshot(index=0, name="g")) == "[$text-muted]processes n/a (NVML cannot list them here)[/]"
+
+
+async def test_a_line_asks_for_a_layout_only_when_its_height_may_change() -> None:
+    from textual.app import App, ComposeResult
+
+    class One(App[None]):
+        def compose(self) -> ComposeResult:
+            yield Line("CPU 12% of 2 cores", id="line")
+
+    app = One()
+    async with app.run_test(size=(40, 10)) as pilot:
+        line = app.query_one(Line)
+        layouts: list[bool] = []
+        original = line.update
+
+        def recording(content: object = "", *, layout: bool = True) -> None:
+            layouts.append(layout)
+            original(content, layout=layout)  # type: ignore[arg-type]
+
+        line.update = recording  # type: ignore[method-assign]
+        line.set_text("CPU 97% of 2 cores")  # a number changed: same height
+        line.set_text("CPU 97% of 2 cores")  # nothing changed: no update at all
+        line.set_text("CPU 97% of 2 cores\nengine pid 1")  # one more line
+        line.set_text("x" * 45)  # wider than the widget: it wraps
+        await pilot.pause()
+        assert layouts == [False, True, True]
+        assert line.size.height == 2  # the wrapped line was laid out

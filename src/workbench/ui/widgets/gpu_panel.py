@@ -21,16 +21,22 @@ HISTORY = 60
 
 
 class Line(Static):
-    """A Static that skips updates that would not change what it shows."""
+    """A Static that skips updates that would not change what it shows, and asks for a layout pass only
+    when its height may change (most ticks change a number on a line that does not wrap)."""
 
     def __init__(self, text: str = "", **kwargs: object) -> None:
         super().__init__(text, **kwargs)  # type: ignore[arg-type]
         self._shown = text
 
     def set_text(self, text: str) -> None:
-        if text != self._shown:
-            self._shown = text
-            self.update(text)
+        old = self._shown
+        if text == old:
+            return
+        self._shown = text
+        width = self.content_size.width
+        # Markup counts towards len(): an overestimate, so a line that might wrap always gets its layout.
+        may_wrap = width <= 0 or any(len(line) >= width for line in (*old.splitlines(), *text.splitlines()))
+        self.update(text, layout=may_wrap or not old or old.count("\n") != text.count("\n"))
 
 
 def process_markup(snap: GpuSnapshot) -> str:
