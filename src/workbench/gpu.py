@@ -424,12 +424,15 @@ class HostSampler:
         if proc is None or not _attempt(proc.is_running):
             self._proc_pid = None  # look again next time: the pid may come back as a new engine
             return ProcessUsage(pid=pid, running=False)
-        cpu = mem = threads = name = None
+        cpu = mem = threads = name = status = None
         with contextlib.suppress(Exception), proc.oneshot():  # one /proc read for the values below
+            status = _attempt(proc.status)
             cpu = _attempt(proc.cpu_times)
             mem = _attempt(proc.memory_info)
             threads = _attempt(proc.num_threads)
             name = _attempt(proc.name)
+        if status == "zombie":  # psutil.STATUS_ZOMBIE: it ended, its parent has not reaped it yet
+            return ProcessUsage(pid=pid, name=name, running=False)
         now = time.monotonic()
         cpu_percent = None
         if cpu is not None:

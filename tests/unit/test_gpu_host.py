@@ -12,6 +12,7 @@ from contextlib import nullcontext
 from types import SimpleNamespace
 from typing import Any
 
+import psutil
 import pytest
 
 from workbench import gpu
@@ -124,6 +125,7 @@ class FakePsutil:
         self.times = [CpuTimes(10, 0, 10, 70, 10, 0, 0, 0, 0, 0)]
         self.engine_cpu = [SimpleNamespace(user=1.0, system=0.5)]
         self.memory_info: Any = SimpleNamespace(rss=300 * MIB)
+        self.status = "running"
 
     def cpu_times(self) -> CpuTimes:
         return self.times.pop(0)
@@ -141,7 +143,7 @@ class FakePsutil:
             return self.memory_info
 
         return SimpleNamespace(
-            pid=pid, is_running=lambda: True, oneshot=nullcontext, name=lambda: "python",
+            pid=pid, is_running=lambda: True, oneshot=nullcontext, name=lambda: "python", status=lambda: self.status,
             cpu_times=lambda: self.engine_cpu.pop(0), memory_info=memory_info, num_threads=lambda: 1,
         )
 
@@ -224,3 +226,24 @@ def test_the_gpus_command_on_this_machine(capsys: pytest.CaptureFixture[str]) ->
     else:
         assert lines[0].startswith("no NVIDIA GPU found")
         assert lines[1].startswith("CPU ") and " of " in lines[1] and "RAM " in lines[1]
+
+
+def test_an_engine_that_ended_but_was_not_reaped_is_not_running() -> None:
+    ps = FakePsutil()
+    ps.status = "zombie"
+    host = HostSampler(ps).sample(engine_pid=7)
+    assert host is not None and host.engine is not None and not host.engine.running
+    assert host.engine.describe() == "engine pid 7 is not running"
+
+
+def test_a_real_zombie() -> None:
+    """A child that exited and is not waited for yet: psutil still finds it, as a zombie."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 20
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        host = HostSampler().sample(engine_pid=child.pid)
+        assert host is not None and host.engine is not None and not host.engine.running
+    finally:
+        child.wait()
