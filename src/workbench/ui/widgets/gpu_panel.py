@@ -129,6 +129,7 @@ class HostGauge(Vertical):
 
 class GpuPanel(Vertical):
     DEFAULT_CSS = "GpuPanel { height: auto; } GpuPanel #gpu-none { color: $text-muted; }"
+    HEADER = "[b]GPUs[/b] (NVML, 1 Hz)"
 
     def __init__(self, **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
@@ -138,7 +139,7 @@ class GpuPanel(Vertical):
         GPU, to show its CPU and memory. None: no engine known, no engine line."""
 
     def compose(self) -> ComposeResult:
-        yield Line("[b]GPUs[/b] (NVML, 1 Hz)", id="gpu-header")
+        yield Line(self.HEADER, id="gpu-header")
         yield Line("reading NVML…", id="gpu-none")
         host = HostGauge(id="host-gauge")
         host.display = False
@@ -159,6 +160,7 @@ class GpuPanel(Vertical):
             return
         none.display = False
         host_gauge.display = False
+        self.query_one("#gpu-header", Line).set_text(self.HEADER)
         for snap in snapshots:
             found = self.query(f"#gpu-{snap.index}")
             if found:
