@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--input-column")
     pr.add_argument("--output-column")
     pr.add_argument("--rows", type=int, default=2)
-    sub.add_parser("gpus", help="each NVIDIA GPU (NVML) and the processes on it; without one, CPU and RAM")
+    sub.add_parser("gpus", help="one line per NVIDIA GPU (NVML)")
     rn = sub.add_parser("runs", help="list runs")
     rn.add_argument("--runs-dir", default="runs")
     at = sub.add_parser("attach", help="re-attach the TUI to a live run")
