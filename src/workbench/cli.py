@@ -261,14 +261,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------- gpus, runs
 
 def cmd_gpus(args: argparse.Namespace) -> int:
-    from workbench.gpu import sample_gpus
+    from workbench.gpu import gpus_report, sample_all
 
-    snaps, reason = sample_gpus()
-    if not snaps:
-        print(reason or "no NVIDIA GPU found")
-        return EXIT_OK
-    for s in snaps:
-        print(s.describe())
+    print(gpus_report(sample_all()))
     return EXIT_OK
 
 

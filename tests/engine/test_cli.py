@@ -82,3 +82,38 @@ def test_offline_hub_model_is_a_clear_message():
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "unsloth/gemma-2-9b" in proc.stderr and "offline" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.engine
+def test_headless_training_prints_one_line_per_step_and_nothing_else(tmp_path):
+    run_dir = tmp_path / "runs" / "quiet"
+    proc = run_cli("train", "--config", "configs/demo.toml", "--run-dir", str(run_dir), "--max-steps", "3",
+                   timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    steps = [line for line in proc.stdout.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in steps] == ["1/3", "2/3", "3/3"]
+    assert "{'loss'" not in proc.stdout and "Unsloth" not in proc.stdout, proc.stdout
+    assert proc.stderr.strip() == "", proc.stderr[-2000:]  # library chatter went to the run's train.log
+    assert (run_dir / "train.log").stat().st_size > 0
+    assert proc.stdout.splitlines()[-1].startswith("completed at step 3/3")
+
+
+@pytest.mark.engine
+def test_export_command_exports_a_run_and_refuses_bad_input(tmp_path):
+    run_dir = tmp_path / "runs" / "to-export"
+    trained = run_cli("train", "--config", "configs/demo.toml", "--run-dir", str(run_dir), "--max-steps", "4",
+                      timeout=300)
+    assert trained.returncode == 0, trained.stdout[-2000:]
+    out = tmp_path / "merged"
+    proc = run_cli("export", str(run_dir), "--as", "merged_16bit", "--out", str(out), timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "Saved merged_16bit" in proc.stdout and "proven:" in proc.stdout
+    assert (out / "model.safetensors").exists() and (out / "workbench.json").exists()
+    again = run_cli("export", str(run_dir), "--as", "merged_16bit", "--out", str(out), timeout=300)
+    assert again.returncode == 2 and "already exists" in again.stdout + again.stderr
+    bad_kind = run_cli("export", str(run_dir), "--as", "onnx")
+    assert bad_kind.returncode == 2 and "onnx" in bad_kind.stderr
+    bad_run = run_cli("export", str(tmp_path / "nope"))
+    assert bad_run.returncode == 2 and "not a run folder" in bad_run.stderr
+    bad_step = run_cli("export", str(run_dir), "--checkpoint", "3", "--out", str(tmp_path / "c3"), timeout=300)
+    assert bad_step.returncode == 2 and "no complete checkpoint at step 3" in bad_step.stdout

@@ -12,7 +12,17 @@ import pytest
 from workbench import requests as rq
 from workbench.client import EngineClient, EngineError
 from workbench.config import RunConfig
-from workbench.protocol import Checkpoint, Done, Error, Log, StatsProgress, Status, Token, TrainStart, decode_event
+from workbench.protocol import (
+    Checkpoint,
+    Done,
+    Error,
+    Log,
+    StatsProgress,
+    Status,
+    Token,
+    TrainStart,
+    decode_event,
+)
 from workbench.runs import COMPLETE_MARKER, RunDir
 
 pytestmark = pytest.mark.engine

@@ -7,9 +7,23 @@ import pytest
 
 from workbench.config import save_config
 
+# Above the kernel's largest possible pid (PID_MAX_LIMIT, 2**22): psutil never finds these, so their owner is
+# "n/a" on every machine and the snapshots stay the same everywhere.
+FOREIGN_PIDS = (5_000_001, 5_000_002, 5_000_003)
+
+
+class NVMLError(Exception):
+    pass
+
+
+class NVMLError_LibraryNotFound(NVMLError):  # the class name pynvml uses
+    pass
+
 
 class FakeNvml:
-    """Stands in for pynvml on machines without an NVIDIA GPU: two H100s with fixed readings."""
+    """Stands in for pynvml on machines without an NVIDIA GPU: two H100s with fixed readings. GPU 0 has
+    one process on it; GPU 1 has someone else's 30 GiB job and one whose memory NVML does not report,
+    and answers NotSupported for graphics processes."""
 
     NVML_TEMPERATURE_GPU = 0
 
@@ -38,6 +52,26 @@ class FakeNvml:
 
     def nvmlDeviceGetEnforcedPowerLimit(self, h: int) -> int:
         return 700_000
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h: int) -> list[SimpleNamespace]:
+        if h == 0:
+            return [SimpleNamespace(pid=FOREIGN_PIDS[0], usedGpuMemory=11 * 1024**3)]
+        return [SimpleNamespace(pid=FOREIGN_PIDS[1], usedGpuMemory=30 * 1024**3),
+                SimpleNamespace(pid=FOREIGN_PIDS[2], usedGpuMemory=None)]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, h: int) -> list[SimpleNamespace]:
+        if h == 1:
+            raise NVMLError("Not Supported")
+        return []
+
+
+class NoGpuNvml:
+    """pynvml on a machine without the NVIDIA driver: nvmlInit raises as the real one does."""
+
+    def nvmlInit(self) -> None:
+        raise NVMLError_LibraryNotFound("NVML Shared Library Not Found")
+
+    def nvmlShutdown(self) -> None: ...
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import logging
 import os
 import warnings
 
+from workbench import settings
 from workbench.engine.tiny import cache_root
 
 _booted = False
@@ -45,7 +46,7 @@ def limit_cpu_threads() -> int | None:
     """
     import torch
 
-    explicit = os.environ.get("WORKBENCH_ENGINE_THREADS", "").strip()
+    explicit = settings.engine_threads()
     if explicit:
         try:
             threads = max(1, int(explicit))

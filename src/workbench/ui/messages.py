@@ -12,7 +12,7 @@ from pathlib import Path
 from textual.message import Message
 
 from workbench.config import RunConfig
-from workbench.gpu import GpuSnapshot
+from workbench.gpu import Reading
 from workbench.protocol import Done, Event
 
 
@@ -27,12 +27,12 @@ class EngineEvent(Message):
 
 
 class GpuSample(Message):
-    """One NVML reading of every GPU. Coalesced: a newer sample replaces an unhandled older one."""
+    """One reading of every GPU (or, without one, of the host's CPU and RAM). Coalesced: a newer sample
+    replaces an unhandled older one."""
 
-    def __init__(self, snapshots: list[GpuSnapshot], reason: str | None) -> None:
+    def __init__(self, reading: Reading) -> None:
         super().__init__()
-        self.snapshots = snapshots
-        self.reason = reason
+        self.reading = reading
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, GpuSample)

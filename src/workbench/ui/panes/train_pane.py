@@ -84,18 +84,24 @@ class TrainPane(Horizontal):
 
     def on_mount(self) -> None:
         self.engine.subscribe(self.handle_event)
-        self._poll_gpus()
+        self._poll_gpus(self.query_one(GpuPanel))
 
     def on_unmount(self) -> None:
         self._gpu_stop.set()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="gpu")
-    def _poll_gpus(self) -> None:
-        poll_gpus(lambda snaps, reason: self.post_message(GpuSample(snaps, reason)), self._gpu_stop,
-                  interval_s=1.0, module=self.gpu_module)
+    def _poll_gpus(self, panel: GpuPanel) -> None:
+        # The panel is passed in from the UI thread (no DOM query from this thread); its engine_pid is
+        # a plain attribute, read before each poll.
+        poll_gpus(lambda reading: self.post_message(GpuSample(reading)), self._gpu_stop,
+                  interval_s=1.0, module=self.gpu_module, engine_pid=lambda: panel.engine_pid)
+
+    def watch_engine_pid(self, pid: int | None) -> None:
+        self.query_one(GpuPanel).engine_pid = pid  # a new or restarted engine: the gauges follow its process
 
     def on_gpu_sample(self, message: GpuSample) -> None:
-        self.query_one(GpuPanel).show(message.snapshots, message.reason)
+        reading = message.reading
+        self.query_one(GpuPanel).show(reading.gpus, reading.reason, reading.host)
 
     # -- actions ----------------------------------------------------------------------------------
     def _log(self, text: str) -> None:

@@ -1,5 +1,9 @@
-"""Per-GPU gauges from NVML: memory used / total as a bar, utilization, temperature, power, and a short
-utilization and memory history; plus the engine's memory report (before / peak / for LoRA)."""
+"""Per-GPU gauges from NVML: memory used / total as a bar, utilization, temperature, power, a short
+utilization history and the processes on the GPU; plus the engine's memory report (before / peak / for
+LoRA). Without an NVIDIA GPU: the host's CPU utilization (with history), RAM and the engine process.
+
+Every widget is built once and then updated in place, and only when its text changed: the gauges tick
+every second while the user types, and a Static's update re-measures it (a layout pass)."""
 
 from __future__ import annotations
 
@@ -7,12 +11,39 @@ from collections import deque
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
+from textual.markup import escape
 from textual.widgets import ProgressBar, Sparkline, Static
 
-from workbench.gpu import GIB, GpuSnapshot
+from workbench.gpu import GIB, GpuSnapshot, HostSnapshot
 from workbench.protocol import Memory
 
 HISTORY = 60
+
+
+class Line(Static):
+    """A Static that skips updates that would not change what it shows, and asks for a layout pass only
+    when its height may change (most ticks change a number on a line that does not wrap)."""
+
+    def __init__(self, text: str = "", **kwargs: object) -> None:
+        super().__init__(text, **kwargs)  # type: ignore[arg-type]
+        self._shown = text
+
+    def set_text(self, text: str) -> None:
+        old = self._shown
+        if text == old:
+            return
+        self._shown = text
+        width = self.content_size.width
+        # Markup counts towards len(): an overestimate, so a line that might wrap always gets its layout.
+        may_wrap = width <= 0 or any(len(line) >= width for line in (*old.splitlines(), *text.splitlines()))
+        self.update(text, layout=may_wrap or not old or old.count("\n") != text.count("\n"))
+
+
+def process_markup(snap: GpuSnapshot) -> str:
+    """The process lines of one GPU as markup: the engine's stand out, notes are muted."""
+    style = {"engine": "b $success", "note": "$text-muted"}
+    return "\n".join(f"[{style[kind]}]{escape(line)}[/]" if kind in style else escape(line)
+                     for line, kind in snap.process_rows())
 
 
 class GpuGauge(Vertical):
@@ -30,13 +61,14 @@ class GpuGauge(Vertical):
         self.mem_history: deque[float] = deque([0.0] * HISTORY, maxlen=HISTORY)
 
     def compose(self) -> ComposeResult:
-        yield Static(id="gpu-title")
+        yield Line(id="gpu-title")
         yield ProgressBar(total=100, show_eta=False, show_percentage=False, id="gpu-mem")
-        yield Static(id="gpu-line")
+        yield Line(id="gpu-line")
         yield Sparkline(list(self.util_history), id="gpu-util-history")
+        yield Line(id="gpu-procs")
 
     def update_snapshot(self, snap: GpuSnapshot) -> None:
-        self.query_one("#gpu-title", Static).update(f"[b]GPU {snap.index}[/b] {snap.name}")
+        self.query_one("#gpu-title", Line).set_text(f"[b]GPU {snap.index}[/b] {escape(snap.name)}")
         bar = self.query_one("#gpu-mem", ProgressBar)
         if snap.memory_total:
             bar.update(total=snap.memory_total / GIB, progress=(snap.memory_used or 0) / GIB)
@@ -49,29 +81,86 @@ class GpuGauge(Vertical):
         power = na(snap.power_w, "{:.0f} W")
         if snap.power_w is not None and snap.power_limit_w:
             power += f" / {snap.power_limit_w:.0f} W"
-        self.query_one("#gpu-line", Static).update(
+        self.query_one("#gpu-line", Line).set_text(
             f"mem {mem}  util {na(snap.utilization, '{}%')}  temp {na(snap.temperature, '{}°C')}  power {power}"
         )
         self.util_history.append(float(snap.utilization or 0))
         self.mem_history.append(100.0 * (snap.memory_fraction or 0.0))
         self.query_one("#gpu-util-history", Sparkline).data = list(self.util_history)
+        self.query_one("#gpu-procs", Line).set_text(process_markup(snap))
+
+
+class HostGauge(Vertical):
+    """CPU utilization with its history, RAM as a bar, and the engine process: the gauges of a machine
+    without an NVIDIA GPU (a laptop, CI, the CPU demo)."""
+
+    DEFAULT_CSS = """
+    HostGauge { height: auto; margin: 1 0; }
+    HostGauge ProgressBar { width: 100%; }
+    HostGauge Bar { width: 1fr; }
+    HostGauge Sparkline { height: 2; }
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.cpu_history: deque[float] = deque([0.0] * HISTORY, maxlen=HISTORY)
+
+    def compose(self) -> ComposeResult:
+        yield Line(id="host-cpu")
+        yield Sparkline(list(self.cpu_history), id="host-cpu-history")
+        yield Line(id="host-ram")
+        yield ProgressBar(total=100, show_eta=False, show_percentage=False, id="host-ram-bar")
+        yield Line(id="host-engine")
+
+    def update_host(self, host: HostSnapshot) -> None:
+        self.query_one("#host-cpu", Line).set_text(escape(host.cpu_line()))
+        if host.cpu_percent is not None:  # the first reading has no rate yet: leave the history alone
+            self.cpu_history.append(host.cpu_percent)
+            self.query_one("#host-cpu-history", Sparkline).data = list(self.cpu_history)
+        self.query_one("#host-ram", Line).set_text(escape(host.memory_line()))
+        if host.memory_total:
+            self.query_one("#host-ram-bar", ProgressBar).update(
+                total=host.memory_total / GIB, progress=(host.memory_used or 0) / GIB)
+        engine = self.query_one("#host-engine", Line)
+        engine.display = host.engine is not None  # no engine pid known: no line at all
+        if host.engine is not None:
+            engine.set_text(escape(host.engine.describe()))
 
 
 class GpuPanel(Vertical):
     DEFAULT_CSS = "GpuPanel { height: auto; } GpuPanel #gpu-none { color: $text-muted; }"
+    HEADER = "[b]GPUs[/b] (NVML, 1 Hz)"
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.engine_pid: int | None = None
+        """The engine process's pid, set by the panel's owner (the engine's `hello` carries it). The
+        sampling thread reads it before each poll, to mark the engine's process on a GPU or, without a
+        GPU, to show its CPU and memory. None: no engine known, no engine line."""
 
     def compose(self) -> ComposeResult:
-        yield Static("[b]GPUs[/b] (NVML, 1 Hz)", id="gpu-header")
-        yield Static("reading NVML…", id="gpu-none")
+        yield Line(self.HEADER, id="gpu-header")
+        yield Line("reading NVML…", id="gpu-none")
+        host = HostGauge(id="host-gauge")
+        host.display = False
+        yield host
         yield Static("", id="gpu-memory-report")
 
-    def show(self, snapshots: list[GpuSnapshot], reason: str | None) -> None:
-        none = self.query_one("#gpu-none", Static)
+    def show(self, snapshots: list[GpuSnapshot] | tuple[GpuSnapshot, ...], reason: str | None,
+             host: HostSnapshot | None = None) -> None:
+        none = self.query_one("#gpu-none", Line)
+        host_gauge = self.query_one(HostGauge)
         if not snapshots:
-            none.update(f"{reason or 'no NVIDIA GPU found'}; training and everything else still work.")
+            none.set_text(escape(f"{reason or 'no NVIDIA GPU found'}; training and everything else still work."))
             none.display = True
+            if host is not None:
+                self.query_one("#gpu-header", Line).set_text("[b]CPU and memory[/b] (psutil, 1 Hz)")
+                host_gauge.display = True
+                host_gauge.update_host(host)
             return
         none.display = False
+        host_gauge.display = False
+        self.query_one("#gpu-header", Line).set_text(self.HEADER)
         for snap in snapshots:
             found = self.query(f"#gpu-{snap.index}")
             if found:
@@ -79,7 +168,7 @@ class GpuPanel(Vertical):
             else:
                 gauge = GpuGauge(snap.index)
                 self.mount(gauge, before=self.query_one("#gpu-memory-report"))
-            gauge.call_after_refresh(gauge.update_snapshot, snap)
+            gauge.call_after_refresh(gauge.update_snapshot, snap)  # a new gauge has no children until then
 
     def show_memory(self, m: Memory) -> None:
         self.query_one("#gpu-memory-report", Static).update(
