@@ -1,26 +1,66 @@
 """Regenerate screenshots/ from the real app: the demo config, the real engine on the tiny model (CPU),
-every pane after real work (rendered row, statistics, training, chat, saved model). SVG from Textual;
-PNG too where `rsvg-convert` (librsvg2-bin) is installed.
+every pane after real work (rendered row, statistics, training, chat, saved model).
 
-    python scripts/screenshots.py            # writes screenshots/*.svg (+ .png)
+Each shot is written twice:
+- `NAME.svg`: Textual's own SVG export;
+- `NAME.png`: the same screen drawn cell by cell as a terminal shows it (`scripts/terminal_png.py`):
+  backgrounds on the cell grid, every word shaped by HarfBuzz at its column, so Devanagari reads
+  correctly, which it does not in the SVG (nor in a PNG made from it).
+
+The PNGs need, besides the project (Debian / Ubuntu):
+
+    apt-get install fonts-dejavu-core fonts-noto-core libfribidi0
+    pip install -e ".[screenshots]"        # Pillow with raqm, fontTools
+
+The script checks for these before it starts the app and names what is missing.
+
+    python scripts/screenshots.py            # writes screenshots/*.svg and *.png
+
+The GPU panel shows what NVML finds on this machine, nothing faked. The README captions 3-train as the
+CPU demo: regenerate on a machine without an NVIDIA GPU, or change the caption.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
+
+import terminal_png
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "screenshots"
 sys.path.insert(0, str(ROOT))
 
 
+def screen_rows(app: Any) -> list[list[Any]]:
+    """The screen as the app last composed it: one list of Rich segments (text, style) per row.
+
+    Textual has no public API for the cells of the screen. `App.export_screenshot` gets them with the
+    same two steps, a full update from the screen's compositor (a Textual internal) printed by a Rich
+    console, and turns them into SVG; here they are kept as segments. If a Textual upgrade breaks this,
+    compare with `App.export_screenshot` in textual/app.py.
+    """
+    from rich.console import Console
+    from rich.segment import Segment
+
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), force_terminal=True,
+                      color_system="truecolor", legacy_windows=False, safe_box=False)
+    update = app.screen._compositor.render_update(full=True, screen_stack=app._background_screens)
+    segments = Segment.filter_control(console.render(update, console.options))
+    rows = [list(row) for row in Segment.split_lines(segments)]
+    if len(rows) != height or any(Segment.get_line_length(row) != width for row in rows):
+        raise RuntimeError(f"the screen's segments are not {width}x{height} cells: Textual changed; see screen_rows()")
+    return rows
+
+
 async def main() -> None:
-    from tests.ui.conftest import FakeNvml, wait_for
+    from tests.ui.conftest import wait_for
     from textual.widgets import TextArea
 
     from workbench.config import load_config, save_config
@@ -37,16 +77,17 @@ async def main() -> None:
     path = work / "demo.toml"
     save_config(config, path)
     OUT.mkdir(exist_ok=True)
-    # The GPU panel shows a fake pair of H100s (this machine has no GPU); the real-NVML capture from an
-    # H200 is screenshots/tui-gpu-h200-replay.svg, made by benchmarks/gpu_tui.py.
-    app = WorkbenchApp(config_path=path, gpu_module=FakeNvml())
+    # The GPU panel shows what NVML says on this machine (on the CPU demo: no GPU). The capture from an
+    # H200 with real NVML is screenshots/tui-gpu-h200-replay.svg, made by benchmarks/gpu_tui.py.
+    app = WorkbenchApp(config_path=path)
     app.config_path = Path("configs/demo.toml")
     shots: list[Path] = []
 
     def shot(name: str) -> None:
         target = OUT / f"{name}.svg"
         app.save_screenshot(str(target))
-        shots.append(target)
+        terminal_png.render(screen_rows(app), target.with_suffix(".png"), title=app.title)
+        shots.extend([target, target.with_suffix(".png")])
 
     async with app.run_test(size=(160, 45)) as pilot:
         await app.panes_mounted()
@@ -82,13 +123,13 @@ async def main() -> None:
         await pilot.press("f1")
         await pilot.pause(0.5)
         shot("6-help")
-    converter = shutil.which("rsvg-convert")
-    for svg in shots:
-        if converter:
-            subprocess.run([converter, "-w", "1600", str(svg), "-o", str(svg.with_suffix(".png"))], check=False)
     shutil.rmtree(work, ignore_errors=True)
     print("\n".join(str(s.relative_to(ROOT)) for s in shots))
 
 
 if __name__ == "__main__":
+    try:
+        terminal_png.check()
+    except terminal_png.MissingPiece as missing:
+        sys.exit(f"screenshots.py: cannot draw the PNGs: {missing}")
     asyncio.run(main())
