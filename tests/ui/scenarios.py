@@ -1,20 +1,24 @@
-"""Deterministic states of the real app for snapshot tests: real tokenization and statistics of the
-bundled Hindi data (tiny Gemma-2 tokenizer), fixed training events, a fake NVML. No engine process:
-panes are fed exactly the events the engine would send."""
+"""Deterministic answers and events for UI tests without the engine: real tokenization and statistics of
+the bundled Hindi data (tiny Gemma-2 tokenizer), fixed training events. `scripted.ScriptedEngine` sends
+them as the engine would."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from functools import cache
+
 from workbench import data as wbdata
-from workbench.config import RunConfig, config_to_dict
-from workbench.protocol import Done, Eval, Log, Memory, Result, TrainStart
+from workbench import requests as rq
+from workbench.config import RunConfig
+from workbench.protocol import Done, Eval, Log, Memory, TrainStart
 from workbench.runs import RunDir
 
 T0 = 1_795_800_000.0  # fixed clock for events
 
 
+@cache
 def tokenizer() -> Any:
     from transformers import AutoTokenizer
 
@@ -23,26 +27,35 @@ def tokenizer() -> Any:
     return AutoTokenizer.from_pretrained(build_tiny_model())
 
 
-def preview_result(config: RunConfig, position: int = 0) -> Result:
-    tok = tokenizer()
+def preview_answer(config: RunConfig, positions: list[int], file_rows: list[int] | None = None) -> rq.PreviewAnswer:
+    """What the engine's preview answers, computed the same way (data.py, the tiny tokenizer)."""
     d = config.data
     dataset = wbdata.load_rows(d.source, d.split)
-    row = dataset.rows[position]
-    examples, _ = wbdata.validate_rows(wbdata.LoadedDataset(dataset.source, [row], dataset.columns, ""),
-                                       d.input_column, d.output_column)
-    sample = wbdata.tokenize_examples(examples, tok, d.template, d.instruction, config.model.max_seq_length,
-                                      d.train_on_responses_only)[0]
-    return Result(t=T0, data={"rows_total": len(dataset.rows), "max_seq_length": config.model.max_seq_length,
-                              "items": [{"position": position, "row": row.row, "sample": sample.to_dict(),
-                                         "issue": None}]})
+    wanted = [p for p in positions if 0 <= p < len(dataset.rows)]
+    by_row = {r.row: i for i, r in enumerate(dataset.rows)}
+    wanted += [by_row[r] for r in file_rows or [] if r in by_row]
+    items = []
+    for position in wanted:
+        row = dataset.rows[position]
+        examples, issues = wbdata.validate_rows(wbdata.LoadedDataset(dataset.source, [row], dataset.columns, ""),
+                                                d.input_column, d.output_column)
+        samples = wbdata.tokenize_examples(examples, tokenizer(), d.template, d.instruction,
+                                           config.model.max_seq_length, d.train_on_responses_only)
+        items.append(rq.PreviewItem(
+            position=position, row=row.row, sample=samples[0] if samples else None,
+            issue=issues[0].describe() if issues and not samples else None,
+            conversation=examples[0].conversation if examples else None,
+            summary=examples[0].summary if examples else None))
+    return rq.PreviewAnswer(source=dataset.source, rows_total=len(dataset.rows), columns=dataset.columns,
+                            fingerprint=dataset.fingerprint, max_seq_length=config.model.max_seq_length, items=items)
 
 
-def stats_result(config: RunConfig) -> Result:
+def stats_answer(config: RunConfig) -> rq.StatsAnswer:
     d = config.data
     dataset = wbdata.load_rows(d.source, d.split)
-    stats = wbdata.compute_stats(dataset, tokenizer(), d.input_column, d.output_column, d.template, d.instruction,
-                                 config.model.max_seq_length, d.train_on_responses_only)
-    return Result(t=T0, data=stats.to_dict())
+    return rq.StatsAnswer(stats=wbdata.compute_stats(
+        dataset, tokenizer(), d.input_column, d.output_column, d.template, d.instruction, config.model.max_seq_length,
+        d.train_on_responses_only))
 
 
 def training_events(run_dir: str, steps: int = 60) -> list[Any]:
@@ -73,6 +86,3 @@ def finished_run(runs_dir: Path, name: str = "tiny-gemma2-20261128-101500") -> R
                     message="Training finished; adapter saved."))
     return run
 
-
-def config_args(config: RunConfig) -> dict[str, Any]:
-    return {"config": config_to_dict(config)}
