@@ -25,7 +25,8 @@ from workbench.templates import TEMPLATE_TITLES, chat_template_jinja
 
 def _write_metadata(folder: Path, config: RunConfig, fingerprint: str, kind: str) -> None:
     save_config(config, folder / "workbench-config.toml")
-    (folder / "chat_template.jinja").write_text(chat_template_jinja(config.data.template), encoding="utf-8")
+    jinja = chat_template_jinja(config.data.template, config.data.instruction)  # the run's instruction baked in
+    (folder / "chat_template.jinja").write_text(jinja, encoding="utf-8")
     meta = {
         "kind": kind,
         "base_model": config.model.name,
