@@ -264,9 +264,12 @@ class Engine:
             start = int(req.args.get("start", 0))
             count = int(req.args.get("count", 1))
             positions = list(range(max(0, start), min(len(rows), start + max(1, count))))
-        mini = wbdata.LoadedDataset(dataset.source, [rows[p] for p in positions if 0 <= p < len(rows)],
-                                    dataset.columns, dataset.fingerprint)
-        examples, issues = wbdata.validate_rows(mini, d.input_column, d.output_column)
+        # The whole dataset is validated (once: cached on it): how rows are read depends on all of them,
+        # and a dataset with no usable row is an error the pane shows.
+        wanted = {rows[p].row for p in positions if 0 <= p < len(rows)}
+        examples, issues = wbdata.require_usable(dataset, d.input_column, d.output_column, d.template)
+        examples = [e for e in examples if e.row in wanted]
+        example_of = {e.row: e for e in examples}
         samples = {s.row: s for s in wbdata.tokenize_examples(
             examples, tokenizer, d.template, d.instruction, config.model.max_seq_length, d.train_on_responses_only)}
         problems = {i.row: i for i in issues if i.kind in wbdata.INVALID_KINDS}
@@ -282,8 +285,8 @@ class Engine:
                 "row": row,
                 "sample": sample.to_dict() if sample else None,
                 "issue": issue.describe() if issue else None,
-                "summary": (rows[p].values or {}).get(d.output_column) if sample else None,
-                "conversation": (rows[p].values or {}).get(d.input_column) if sample else None,
+                "summary": example_of[row].summary if sample else None,
+                "conversation": example_of[row].conversation if sample else None,
             })
         return {"source": dataset.source, "rows_total": len(rows), "columns": dataset.columns,
                 "fingerprint": dataset.fingerprint, "items": items, "max_seq_length": config.model.max_seq_length}
@@ -293,6 +296,7 @@ class Engine:
         d = config.data
         tokenizer = self._tokenizer(config)
         dataset = self._dataset(config)
+        wbdata.require_usable(dataset, d.input_column, d.output_column, d.template)  # none usable: an error
         cancel = threading.Event()
         self._cancels[req.id] = cancel
         last = [0.0]
