@@ -229,6 +229,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     # Piped (to a file, to less): not wrapped at 80 columns, so every statistics line stays whole.
     console = Console(highlight=False, soft_wrap=not sys.stdout.isatty())
     dataset = wbdata.load_rows(d.source, d.split)
+    examples, _issues = wbdata.require_usable(dataset, d.input_column, d.output_column, d.template)
     console.print(f"[dim]Loading the tokenizer of {config.model.name}…[/]")
     from workbench.engine.boot import prepare_environment
 
@@ -236,7 +237,6 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from workbench.engine.model import load_tokenizer
 
     tokenizer = load_tokenizer(config)
-    examples, _issues = wbdata.validate_rows(dataset, d.input_column, d.output_column)
     shown = examples[: max(0, args.rows)]
     samples = wbdata.tokenize_examples(shown, tokenizer, d.template, d.instruction, config.model.max_seq_length,
                                        d.train_on_responses_only)

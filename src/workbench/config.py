@@ -92,13 +92,13 @@ class DataSection(_Section):
     split: str = "train"
     """Dataset split to train on (hub datasets); local files are one split."""
     input_column: str = "dialogue"
-    """Column holding the conversation (the model's input)."""
+    """Column holding the conversation (the model's input), or chat turns (TRL messages / ShareGPT conversations: every assistant turn is trained)."""
     output_column: str = "summary"
     """Column holding the summary (the part the model learns to write)."""
     template: Literal["gemma_chat", "instruction"] = "instruction"
     """Prompt template: gemma_chat (Gemma's chat turns) or instruction (the first recipe's prompt)."""
     instruction: str = "नीचे दी गई बातचीत का हिंदी में संक्षिप्त सारांश लिखिए।"
-    """The instruction placed before every conversation."""
+    """The instruction placed before every conversation (for chat rows: the system turn of rows without one)."""
     eval_fraction: float = Field(0.0, ge=0.0, lt=0.5)
     """Fraction of rows held out for eval loss (0 turns eval off)."""
     max_rows: int | None = Field(None, ge=1)

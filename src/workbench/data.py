@@ -1,6 +1,11 @@
 """Datasets: load a source, map its columns, validate rows, render and tokenize samples with their loss
 mask, and compute statistics over the whole dataset.
 
+A row is either two text columns (conversation, summary) or a list of chat turns: TRL's conversational
+format (`messages`: role / content) or ShareGPT (`conversations`: from / value). Chat rows are chosen by
+what the data holds (`detect_layout`): the input column holds lists of turns, or neither configured
+column exists and a `messages` / `conversations` column does. Every assistant turn is trained.
+
 Local files are read by our own readers so that every problem carries the row number the user sees in
 the file (a JSON Lines row is its line number; a CSV / JSON / parquet row is its 1-based record number).
 Hub datasets go through `datasets.load_dataset`. The tokenizer is passed in (any fast Hugging Face
@@ -23,16 +28,32 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
-from workbench.templates import BOS, EOS, RenderedSample, render
+from workbench.templates import BOS, EOS, Message, RenderedSample, render_messages, with_instruction
 
 BUILTIN_PREFIX = "builtin:"
 BUILTIN_DATASETS = {"hindi_dialogues": ("hindi_dialogues_train.jsonl", "hindi_dialogues_heldout.jsonl")}
 LOCAL_SUFFIXES = (".jsonl", ".json", ".csv", ".parquet")
 
 # Kinds of problems. The first group makes a row unusable; the second is reported but trained on.
-INVALID_KINDS = ("malformed", "invalid_utf8", "missing_column", "non_string", "empty", "whitespace")
+INVALID_KINDS = (
+    "malformed", "invalid_utf8", "missing_column", "non_string", "empty", "whitespace",
+    # chat rows
+    "not_a_list", "bad_turn", "unknown_role", "bad_order", "no_assistant", "multi_turn",
+)
 WARNING_KINDS = ("duplicate", "over_limit", "nothing_trained")
 ZERO_WIDTH = ("\u200b", "\ufeff")
+
+# Columns that hold chat turns by convention (TRL, then ShareGPT), and the role spellings we read.
+CHAT_COLUMNS = ("messages", "conversations")
+ROLE_ALIASES = {
+    "system": "system",
+    "user": "user",
+    "human": "user",
+    "assistant": "assistant",
+    "gpt": "assistant",
+    "model": "assistant",
+}
+KNOWN_ROLES = "system, user (human), assistant (gpt, model)"
 
 
 class DataError(Exception):
@@ -62,7 +83,16 @@ class RowIssue:
 class Example:
     row: int
     conversation: str
+    """Two-column rows: the conversation. Chat rows: the first user turn (what chat is filled with)."""
     summary: str
+    """Two-column rows: the summary. Chat rows: the reply to the first user turn."""
+    turns: tuple[Message, ...] = ()
+    """Chat rows: every turn as read, roles mapped onto system / user / assistant. Empty for two columns."""
+
+    def messages(self, instruction: str) -> list[Message]:
+        """The conversation to render; the instruction stands in for a system turn where there is none."""
+        turns = self.turns or (Message("user", self.conversation), Message("assistant", self.summary))
+        return with_instruction(instruction, turns)
 
 
 @dataclass
@@ -72,6 +102,11 @@ class LoadedDataset:
     columns: list[str]
     fingerprint: str
     notes: list[str] = field(default_factory=list)
+    checked: dict[tuple[str, str, str | None], CheckedRows] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    """check_rows results by (input column, output column, template): the engine validates a dataset it
+    keeps loaded once, not on every previewed row. Rows are never changed after loading."""
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -262,49 +297,267 @@ def _check_value(row: RawRow, column: str) -> tuple[str | None, RowIssue | None]
     assert row.values is not None
     if column not in row.values:
         return None, RowIssue(row.row, "missing_column", f"has no {column!r} column")
-    value = row.values[column]
+    return _check_text(row.row, column, row.values[column])
+
+
+def _check_text(row: int, what: str, value: Any) -> tuple[str | None, RowIssue | None]:
     if value is None:
-        return None, RowIssue(row.row, "empty", f"{column} is null")
+        return None, RowIssue(row, "empty", f"{what} is null")
     if not isinstance(value, str):
-        return None, RowIssue(row.row, "non_string", f"{column} is a {type(value).__name__}, not text")
+        return None, RowIssue(row, "non_string", f"{what} is a {type(value).__name__}, not text")
     if value == "":
-        return None, RowIssue(row.row, "empty", f"{column} is empty")
+        return None, RowIssue(row, "empty", f"{what} is empty")
     if not value.replace("\u200b", "").strip():
-        return None, RowIssue(row.row, "whitespace", f"{column} holds only whitespace")
+        return None, RowIssue(row, "whitespace", f"{what} holds only whitespace")
     return value, None
 
 
-def validate_rows(
-    dataset: LoadedDataset, input_column: str, output_column: str
-) -> tuple[list[Example], list[RowIssue]]:
-    """Split rows into usable examples and problems; duplicates are reported but kept (trained on)."""
-    if dataset.columns and (input_column not in dataset.columns or output_column not in dataset.columns):
-        missing = [c for c in (input_column, output_column) if c not in dataset.columns]
-        raise DataError(
-            f"{dataset.source}: no column {', '.join(repr(c) for c in missing)}; "
-            f"the columns are {', '.join(dataset.columns)}"
+@dataclass(frozen=True)
+class Layout:
+    """How rows are read: two text columns, or chat turns from one column."""
+
+    chat_column: str | None = None
+    """The column of chat turns; None for two text columns."""
+    note: str = ""
+    """What was detected, phrased for the statistics' notes (empty for two text columns)."""
+
+
+def _turn_list(value: Any) -> list[Any] | None:
+    """A list of turns as stored: a list, or (CSV has no lists) JSON text of a list of objects."""
+    if isinstance(value, list):
+        return value
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        with contextlib.suppress(ValueError):
+            decoded = json.loads(value)
+            if isinstance(decoded, list) and decoded and isinstance(decoded[0], dict):
+                return decoded
+    return None
+
+
+def _holds_turns(dataset: LoadedDataset, column: str, output_exists: bool) -> bool:
+    """Whether a column holds chat turns: most of its values are lists of turns, or (with no output column
+    to pair it with) any is. Decided over all rows, so that one odd row does not decide for the file."""
+    turns = others = 0
+    for r in dataset.rows:
+        value = (r.values or {}).get(column)
+        if value is not None:
+            if _turn_list(value) is not None:
+                turns += 1
+            else:
+                others += 1
+    return turns > others or (turns > 0 and not output_exists)
+
+
+def _chat_note(dataset: LoadedDataset, column: str, output_column: str, why: str) -> str:
+    stored = (_turn_list((r.values or {}).get(column)) for r in dataset.rows)
+    first = next((t[0] for t in stored if t and isinstance(t[0], dict)), {})
+    sharegpt = "from" in first and "role" not in first
+    kind = "ShareGPT turns: from / value" if sharegpt else "chat turns: role / content"
+    unused = output_column in dataset.columns and output_column != column
+    unused_note = f"; {output_column!r} is not used" if unused else ""
+    return f"{why}: {column!r} holds {kind}; every assistant turn is trained, the rest is masked{unused_note}"
+
+
+def detect_layout(dataset: LoadedDataset, input_column: str, output_column: str) -> Layout:
+    """Chat turns when the input column holds lists of turns, or when neither configured column exists
+    and a `messages` / `conversations` column does; two text columns otherwise. Raises DataError when
+    the configured columns do not exist and no chat column stands in for them."""
+    columns = dataset.columns
+    if not columns:  # every row unreadable: the row problems say why
+        return Layout()
+    if input_column in columns:
+        if _holds_turns(dataset, input_column, output_column in columns):
+            return Layout(input_column, _chat_note(dataset, input_column, output_column, "chat format"))
+        if output_column in columns:
+            return Layout()
+    elif output_column not in columns:
+        chat = next((c for c in CHAT_COLUMNS if c in columns), None)
+        if chat is not None:
+            why = f"chat format (no {input_column!r} or {output_column!r} column)"
+            return Layout(chat, _chat_note(dataset, chat, output_column, why))
+    missing = [c for c in (input_column, output_column) if c not in columns]
+    chat_hint = [c for c in CHAT_COLUMNS if c in columns]
+    raise DataError(
+        f"{dataset.source}: no column {', '.join(repr(c) for c in missing)}; "
+        f"the columns are {', '.join(columns)}"
+        + (f" (for chat turns, set the input column to {chat_hint[0]!r})" if chat_hint else "")
+    )
+
+
+def _read_turn(row: int, column: str, number: int, turn: Any) -> tuple[Message | None, RowIssue | None]:
+    where = f"{column} turn {number}"
+    if not isinstance(turn, dict):
+        what = f"{where} is a {type(turn).__name__}, not an object with a role and content"
+        return None, RowIssue(row, "bad_turn", what)
+    # TRL's keys, else ShareGPT's (a parquet struct may hold both, the unused ones null)
+    role = turn.get("role") if turn.get("role") is not None else turn.get("from")
+    if role is None:
+        return None, RowIssue(row, "bad_turn", f"{where} has no role (a 'role' or 'from' key)")
+    if not isinstance(role, str) or role.strip().lower() not in ROLE_ALIASES:
+        return None, RowIssue(row, "unknown_role", f"{where} has role {role!r}; known roles: {KNOWN_ROLES}")
+    role = ROLE_ALIASES[role.strip().lower()]
+    key = "content" if turn.get("content") is not None or "value" not in turn else "value"
+    if key not in turn:
+        return None, RowIssue(row, "bad_turn", f"{where} ({role}) has no content (a 'content' or 'value' key)")
+    content, problem = _check_text(row, f"{where} ({role}) content", _clean_text(turn[key]))
+    if problem is not None:
+        return None, problem
+    assert content is not None
+    return Message(role, content), None
+
+
+def _order_problem(row: int, column: str, turns: Sequence[Message]) -> RowIssue | None:
+    """An optional first system turn, then user and assistant alternating from user, ending with a reply."""
+    offset = 1 if turns[0].role == "system" else 0  # user turns sit at even places after it
+    for number, message in enumerate(turns, start=1):
+        if message.role == "system":
+            if number > 1:
+                what = f"{column} turn {number} is a system turn; only the first turn may be one"
+                return RowIssue(row, "bad_order", what)
+            continue
+        expected = "user" if (number - 1 - offset) % 2 == 0 else "assistant"
+        if message.role != expected:
+            what = (
+                f"{column} turn {number} is {message.role}, {expected} expected: roles alternate user / "
+                "assistant, starting with user (after an optional system turn)"
+            )
+            return RowIssue(row, "bad_order", what)
+    if not any(m.role == "assistant" for m in turns):
+        return RowIssue(row, "no_assistant", f"{column} has no assistant turn: nothing to train on")
+    if turns[-1].role == "user":
+        what = f"{column} ends with a user turn (turn {len(turns)}) that no assistant turn answers"
+        return RowIssue(row, "bad_order", what)
+    return None
+
+
+def _read_chat_row(row: RawRow, column: str, template: str | None) -> tuple[Example | None, RowIssue | None]:
+    assert row.values is not None
+    if column not in row.values:
+        return None, RowIssue(row.row, "missing_column", f"has no {column!r} column")
+    value = row.values[column]
+    if value is None:
+        return None, RowIssue(row.row, "empty", f"{column} is null")
+    stored = _turn_list(value)
+    if stored is None:
+        what = f"{column} is a {type(value).__name__}, not a list of turns"
+        return None, RowIssue(row.row, "not_a_list", what)
+    if not stored:
+        return None, RowIssue(row.row, "empty", f"{column} holds no turns")
+    turns: list[Message] = []
+    for number, turn in enumerate(stored, start=1):
+        message, problem = _read_turn(row.row, column, number, turn)
+        if problem is not None:
+            return None, problem
+        assert message is not None
+        turns.append(message)
+    problem = _order_problem(row.row, column, turns)
+    if problem is not None:
+        return None, problem
+    replies = sum(1 for m in turns if m.role == "assistant")
+    if template == "instruction" and replies > 1:
+        return None, RowIssue(
+            row.row, "multi_turn", f"{column} holds {replies} user / assistant exchanges; the instruction "
+            "template takes one: use the gemma_chat template for multi-turn rows",
         )
+    user = next(m for m in turns if m.role == "user")
+    reply = next(m for m in turns if m.role == "assistant")
+    return Example(row.row, user.content, reply.content, tuple(turns)), None
+
+
+def _read_columns_row(
+    row: RawRow, input_column: str, output_column: str
+) -> tuple[Example | None, RowIssue | None]:
+    conversation, problem = _check_value(row, input_column)
+    if problem is None:
+        summary, problem = _check_value(row, output_column)
+    if problem is not None:
+        return None, problem
+    assert conversation is not None and summary is not None
+    return Example(row.row, conversation, summary), None
+
+
+def _duplicate_key(example: Example) -> tuple[str, ...]:
+    if example.turns:
+        return tuple(f"{m.role}\0{m.content.strip()}" for m in example.turns)
+    return (example.conversation.strip(), example.summary.strip())
+
+
+@dataclass
+class CheckedRows:
+    examples: list[Example]
+    """The usable rows (duplicates included: they are reported and trained on)."""
+    issues: list[RowIssue]
+    layout: Layout
+
+
+def check_rows(
+    dataset: LoadedDataset, input_column: str, output_column: str, template: str | None = None
+) -> CheckedRows:
+    """Read every row as two text columns or as chat turns (`detect_layout`) and split usable examples
+    from problems. `template` adds the checks that depend on it (the instruction template takes one
+    exchange). Cached on the dataset; the lists returned are the caller's to change."""
+    key = (input_column, output_column, template)
+    if key not in dataset.checked:
+        dataset.checked[key] = _check_rows(dataset, input_column, output_column, template)
+    cached = dataset.checked[key]
+    return CheckedRows(list(cached.examples), list(cached.issues), cached.layout)
+
+
+def _check_rows(
+    dataset: LoadedDataset, input_column: str, output_column: str, template: str | None
+) -> CheckedRows:
+    layout = detect_layout(dataset, input_column, output_column)
     examples: list[Example] = []
     issues: list[RowIssue] = []
-    seen: dict[tuple[str, str], int] = {}
+    seen: dict[tuple[str, ...], int] = {}
     for row in dataset.rows:
         if row.values is None:
             issues.append(RowIssue(row.row, row.error_kind or "malformed", row.error or "unreadable"))
             continue
-        conversation, problem = _check_value(row, input_column)
-        if problem is None:
-            summary, problem = _check_value(row, output_column)
+        if layout.chat_column is not None:
+            example, problem = _read_chat_row(row, layout.chat_column, template)
+        else:
+            example, problem = _read_columns_row(row, input_column, output_column)
         if problem is not None:
             issues.append(problem)
             continue
-        assert conversation is not None and summary is not None
-        key = (conversation.strip(), summary.strip())
+        assert example is not None
+        key = _duplicate_key(example)
         if key in seen:
-            issues.append(RowIssue(row.row, "duplicate", f"same conversation and summary as row {seen[key]}"))
+            what = "turns" if example.turns else "conversation and summary"
+            issues.append(RowIssue(row.row, "duplicate", f"same {what} as row {seen[key]}"))
         else:
             seen[key] = row.row
-        examples.append(Example(row.row, conversation, summary))
-    return examples, issues
+        examples.append(example)
+    return CheckedRows(examples, issues, layout)
+
+
+def validate_rows(
+    dataset: LoadedDataset, input_column: str, output_column: str, template: str | None = None
+) -> tuple[list[Example], list[RowIssue]]:
+    """Split rows into usable examples and problems; duplicates are reported but kept (trained on)."""
+    checked = check_rows(dataset, input_column, output_column, template)
+    return checked.examples, checked.issues
+
+
+def require_usable(
+    dataset: LoadedDataset, input_column: str, output_column: str, template: str | None = None
+) -> tuple[list[Example], list[RowIssue]]:
+    """`validate_rows`, raising DataError when no row is usable: a dataset that trains nothing is an
+    error wherever it is used (preview, statistics, training), never "N rows, 0 usable" and success."""
+    checked = check_rows(dataset, input_column, output_column, template)
+    if checked.examples:
+        return checked.examples, checked.issues
+    problems = invalid_issues(checked.issues)
+    shown = "; ".join(i.describe() for i in problems[:3])
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    read_as = (
+        f"chat turns from {checked.layout.chat_column!r}" if checked.layout.chat_column
+        else f"columns {input_column!r} and {output_column!r}"
+    )
+    raise DataError(
+        f"{dataset.source}: none of its {len(dataset.rows)} rows is usable (reading {read_as}): {shown}{more}"
+    )
 
 
 def invalid_issues(issues: Sequence[RowIssue]) -> list[RowIssue]:
@@ -328,7 +581,7 @@ class TokenizedSample:
     input_ids: list[int]
     """Token ids after truncation (what the model is trained on)."""
     trained: list[bool]
-    """Per kept token: True where the loss is computed (the response), False where it is masked (-100)."""
+    """Per kept token: True where the loss is computed (the replies), False where it is masked (-100)."""
     pieces: list[str]
     """Per kept token: the exact text it covers (special tokens as written, e.g. `<bos>`)."""
     special: list[bool]
@@ -336,12 +589,16 @@ class TokenizedSample:
     n_tokens: int
     """Length before truncation."""
     n_prompt_tokens: int
+    """Tokens outside the replies (the prompt, and for chat rows every user turn), before truncation."""
     n_response_tokens: int
+    """Tokens of the replies (the summary, or every assistant turn), before truncation."""
     cut_text: str
     """The text truncation removes (empty when the sample fits)."""
     cut_trained_tokens: int
     """How many trained (response) tokens truncation removes."""
     text: str = ""
+    n_replies: int = 1
+    """How many separately trained replies the sample holds (one per assistant turn)."""
 
     @property
     def truncated(self) -> int:
@@ -367,14 +624,27 @@ def special_token_strings(tokenizer: Any) -> set[str]:
 
 
 def render_example(example: Example, template: str, instruction: str, tokenizer: Any) -> RenderedSample:
-    return render(
-        template,
-        instruction,
-        example.conversation,
-        example.summary,
-        bos=getattr(tokenizer, "bos_token", None) or BOS,
-        eos=getattr(tokenizer, "eos_token", None) or EOS,
-    )
+    try:
+        return render_messages(
+            template,
+            example.messages(instruction),
+            bos=getattr(tokenizer, "bos_token", None) or BOS,
+            eos=getattr(tokenizer, "eos_token", None) or EOS,
+        )
+    except ValueError as exc:  # a row that validation with this template would have refused
+        raise DataError(f"row {example.row}: {exc}") from None
+
+
+def _in_spans(offsets: Sequence[tuple[int, int]], spans: Sequence[tuple[int, int]]) -> list[bool]:
+    """Per token: whether it starts inside a trained span. Offsets and spans both run left to right, so
+    one pass walks them together. A token straddling a span's start belongs to the masked side."""
+    flags: list[bool] = []
+    k = 0
+    for start, _ in offsets:
+        while k < len(spans) and spans[k][1] <= start:
+            k += 1
+        flags.append(k < len(spans) and spans[k][0] <= start)
+    return flags
 
 
 def tokenize_rendered(
@@ -386,8 +656,8 @@ def tokenize_rendered(
     specials: set[str] | None = None,
 ) -> list[TokenizedSample]:
     """Tokenize rendered samples (no added special tokens: the text holds its one `<bos>`) and mark which
-    tokens are trained. A token belongs to the response when it starts at or after the prompt's end, so
-    the mask comes from character offsets of the very tokenization that is trained on."""
+    tokens are trained. A token is trained when it starts inside a trained segment (a reply), so the mask
+    comes from character offsets of the very tokenization that is trained on."""
     if not rendered_list:
         return []
     specials = special_token_strings(tokenizer) if specials is None else specials
@@ -396,10 +666,9 @@ def tokenize_rendered(
     out: list[TokenizedSample] = []
     for rendered, row, ids, offsets in zip(rendered_list, rows, enc["input_ids"], enc["offset_mapping"], strict=True):
         text = rendered.text
-        boundary = len(rendered.prompt)
-        trained_all = [start >= boundary for start, _ in offsets]
-        if not train_on_responses_only:
-            trained_all = [True] * len(ids)
+        spans = rendered.trained_spans
+        in_reply = _in_spans(offsets, spans)
+        trained_all = in_reply if train_on_responses_only else [True] * len(ids)
         pieces: list[str] = []
         special: list[bool] = []
         shown_to = 0
@@ -411,7 +680,7 @@ def tokenize_rendered(
             special.append(piece in specials)
         keep = min(len(ids), max_seq_length)
         cut_from = offsets[keep][0] if keep < len(ids) else len(text)
-        n_prompt = sum(1 for s, _ in offsets if s < boundary)
+        n_response = sum(in_reply)
         out.append(
             TokenizedSample(
                 row=row,
@@ -420,11 +689,12 @@ def tokenize_rendered(
                 pieces=pieces[:keep],
                 special=special[:keep],
                 n_tokens=len(ids),
-                n_prompt_tokens=n_prompt,
-                n_response_tokens=len(ids) - n_prompt,
+                n_prompt_tokens=len(ids) - n_response,
+                n_response_tokens=n_response,
                 cut_text=text[cut_from:],
                 cut_trained_tokens=sum(trained_all[keep:]),
                 text=text,
+                n_replies=len(spans),
             )
         )
     return out
@@ -532,11 +802,38 @@ def _percentile(sorted_values: Sequence[int], q: float) -> float:
     return float(sorted_values[k])
 
 
+def _texts(example: Example) -> list[str]:
+    return [m.content for m in example.turns] if example.turns else [example.conversation, example.summary]
+
+
 def text_notes(dataset: LoadedDataset, examples: Sequence[Example]) -> list[str]:
     notes = list(dataset.notes)
-    zw = [e.row for e in examples if "\u200b" in e.conversation or "\u200b" in e.summary]
+    zw = [e.row for e in examples if any("\u200b" in t for t in _texts(e))]
     if zw:
         notes.append(f"{len(zw)} rows contain zero-width spaces (U+200B), kept as written (rows {_rows_list(zw)})")
+    return notes
+
+
+def chat_notes(layout: Layout, examples: Sequence[Example], template: str, instruction: str) -> list[str]:
+    """What chat rows become: how they were detected, and where system turns and the instruction go."""
+    if layout.chat_column is None:
+        return []
+    notes = [layout.note]
+    own = [e.row for e in examples if e.turns and e.turns[0].role == "system"]
+    merged = template == "gemma_chat"
+    if own:
+        where = (
+            "Gemma has no system role, so it is merged into the first user turn, separated by a blank line"
+            if merged else "it takes the instruction's place"
+        )
+        notes.append(f"{len(own)} rows have a system turn; {where} (rows {_rows_list(own)})")
+    if instruction.strip() and len(own) < len(examples):
+        where = ", merged into the first user turn with a blank line" if merged else ""
+        without = len(examples) - len(own)
+        notes.append(f"{without} rows have no system turn; the instruction stands in for one{where}")
+    multi = [e.row for e in examples if sum(m.role == "assistant" for m in e.turns) > 1]
+    if multi:
+        notes.append(f"{len(multi)} rows are multi-turn; each assistant turn is trained (rows {_rows_list(multi)})")
     return notes
 
 
@@ -554,7 +851,8 @@ def compute_stats(
     batch_size: int = 256,
 ) -> DatasetStats:
     """Statistics over every row; reports progress per batch and ends early (complete=False) on stop."""
-    examples, issues = validate_rows(dataset, input_column, output_column)
+    checked = check_rows(dataset, input_column, output_column, template)
+    examples, issues = checked.examples, checked.issues
     specials = special_token_strings(tokenizer)
     lengths: list[int] = []
     over: list[int] = []
@@ -608,7 +906,7 @@ def compute_stats(
         over_limit_rows=over,
         nothing_trained_rows=nothing,
         issues=issues,
-        notes=text_notes(dataset, examples),
+        notes=chat_notes(checked.layout, examples, template, instruction) + text_notes(dataset, examples),
         total_tokens=total,
         trained_tokens=trained,
         complete=complete,

@@ -41,11 +41,14 @@ def sample_counts(sample: dict[str, Any], max_seq_length: int) -> str:
     n = sample["n_tokens"]
     kept = len(sample["input_ids"])
     trained = sum(sample["trained"])
-    parts = [
-        f"{n} tokens / max {max_seq_length}",
-        f"prompt {sample['n_prompt_tokens']} (masked)",
-        f"summary {sample['n_response_tokens']} (trained: {trained})",
-    ]
+    replies = int(sample.get("n_replies", 1))  # several for multi-turn chat rows: every assistant turn
+    parts = [f"{n} tokens / max {max_seq_length}"]
+    if replies > 1:
+        parts += [f"prompts {sample['n_prompt_tokens']} (masked)",
+                  f"{replies} replies {sample['n_response_tokens']} (trained: {trained})"]
+    else:
+        parts += [f"prompt {sample['n_prompt_tokens']} (masked)",
+                  f"summary {sample['n_response_tokens']} (trained: {trained})"]
     if n > kept:
         parts.append(f"truncation cuts {n - kept} tokens ({sample['cut_trained_tokens']} of them trained)")
     if trained == 0:

@@ -83,12 +83,19 @@ def _merge_dtype() -> Any:
     return torch.bfloat16
 
 
+def write_chat_template(folder: Path, config: RunConfig) -> None:
+    """The template the run was trained with, instruction included, where transformers looks for it (it
+    replaces the base tokenizer's own): other tools then prompt the model exactly as it was trained."""
+    jinja = chat_template_jinja(config.data.template, config.data.instruction)
+    (folder / "chat_template.jinja").write_text(jinja, encoding="utf-8")
+
+
 def write_run_adapter(loaded: Loaded, run: RunDir, config: RunConfig) -> Path:
     """A finished run's adapter, into run/adapter (atomically), with the template it was trained with."""
     with staged(run.adapter_dir, overwrite=True) as folder:
         write_adapter(loaded, folder)
         save_config(config, folder / "workbench-config.toml")
-        (folder / "chat_template.jinja").write_text(chat_template_jinja(config.data.template), encoding="utf-8")
+        write_chat_template(folder, config)
     loaded.adapter_path = str(run.adapter_dir)
     return run.adapter_dir
 
@@ -265,7 +272,7 @@ def _data_fingerprint(run: RunDir) -> str:
 def write_provenance(folder: Path, source: WeightsSource, kind: SaveKind, verification: Verification | None) -> None:
     config = source.config
     save_config(config, folder / "workbench-config.toml")
-    (folder / "chat_template.jinja").write_text(chat_template_jinja(config.data.template), encoding="utf-8")
+    write_chat_template(folder, config)
     meta = {
         "kind": kind,
         "base_model": config.model.name,

@@ -315,9 +315,11 @@ class Engine:
         if args.file_rows:  # file row numbers, as the statistics list them
             by_row = {r.row: i for i, r in enumerate(rows)}
             positions += [by_row[r] for r in args.file_rows if r in by_row]
-        picked = wbdata.LoadedDataset(dataset.source, [rows[p] for p in positions], dataset.columns,
-                                      dataset.fingerprint)
-        examples, issues = wbdata.validate_rows(picked, d.input_column, d.output_column)
+        # The whole dataset is validated (once: cached on it): how rows are read (two text columns or
+        # chat turns) depends on all of them, and a dataset with no usable row is an error the pane shows.
+        wanted = {rows[p].row for p in positions}
+        examples, issues = wbdata.require_usable(dataset, d.input_column, d.output_column, d.template)
+        examples = [e for e in examples if e.row in wanted]
         samples = {s.row: s for s in wbdata.tokenize_examples(
             examples, tokenizer, d.template, d.instruction, config.model.max_seq_length, d.train_on_responses_only)}
         examples_by_row = {e.row: e for e in examples}
@@ -337,6 +339,7 @@ class Engine:
         d = config.data
         tokenizer = self.data.tokenizer(config, self.loaded)
         dataset = self.data.dataset(config)
+        wbdata.require_usable(dataset, d.input_column, d.output_column, d.template)  # none usable: an error
         last = 0.0
 
         def progress(done: int, total: int) -> None:

@@ -57,7 +57,7 @@ def prepare_data(config: RunConfig, tokenizer: Any) -> PreparedData:
     """Load, validate, split and tokenize; refuse invalid rows unless the config accepts skipping them."""
     d = config.data
     dataset = wbdata.load_rows(d.source, d.split)
-    examples, issues = wbdata.validate_rows(dataset, d.input_column, d.output_column)
+    examples, issues = wbdata.require_usable(dataset, d.input_column, d.output_column, d.template)
     invalid = wbdata.invalid_issues(issues)
     if invalid and not d.skip_bad_rows:
         shown = "; ".join(i.describe() for i in invalid[:5])
