@@ -27,9 +27,10 @@ def number(value: float | None, fmt: str) -> str:
 
 def log_line(e: Log) -> str:
     """One optimizer step, as the CLI prints it and the Train pane's log shows it."""
-    tps = f"  {e.tokens_per_s:,.0f} tok/s" if e.tokens_per_s else ""
-    return (f"step {e.step}/{e.total_steps}  loss {number(e.loss, '{:.4f}')}  lr {number(e.learning_rate, '{:.2e}')}"
-            f"  grad_norm {number(e.grad_norm, '{:.3f}')}{tps}  elapsed {duration(e.elapsed_s)}")
+    # Short enough for the Train pane's log beside the gauges (about 75 columns).
+    tps = f" {e.tokens_per_s:,.0f} tok/s" if e.tokens_per_s else ""
+    return (f"step {e.step}/{e.total_steps} loss {number(e.loss, '{:.4f}')} lr {number(e.learning_rate, '{:.2e}')}"
+            f" grad_norm {number(e.grad_norm, '{:.3f}')}{tps} {duration(e.elapsed_s)}")
 
 
 def metrics_lines(e: Log) -> str:

@@ -4,16 +4,15 @@ them as the engine would."""
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
-
-from functools import cache
 
 from workbench import data as wbdata
 from workbench import requests as rq
 from workbench.config import RunConfig
 from workbench.protocol import Done, Eval, Log, Memory, TrainStart
-from workbench.runs import RunDir
+from workbench.runs import COMPLETE_MARKER, RunDir
 
 T0 = 1_795_800_000.0  # fixed clock for events
 
@@ -84,5 +83,10 @@ def finished_run(runs_dir: Path, name: str = "tiny-gemma2-20261128-101500") -> R
         run.append(ev)
     run.append(Done(t=T0 + 200, run=name, status="completed", step=150, total_steps=150, final_loss=5.71,
                     message="Training finished; adapter saved."))
+    # what the Save pane lists as its weights (the files' contents are not read here)
+    for folder in (run.adapter_dir, run.checkpoints_dir / "checkpoint-100"):
+        folder.mkdir(parents=True)
+        (folder / "adapter_config.json").write_text("{}", encoding="utf-8")
+    (run.checkpoints_dir / "checkpoint-100" / COMPLETE_MARKER).write_text("100", encoding="utf-8")
     return run
 

@@ -37,9 +37,9 @@ async def test_demo_end_to_end(demo_config_path: Path, tmp_path: Path):
         await wait_for(pilot, lambda: "<bos>" in static_text(app, "#data-sample"), 60, "rendered row")
         assert "### सारांश:" in static_text(app, "#data-sample")
         assert "tokens / max 1024" in static_text(app, "#data-counts")
-        await wait_for(pilot, lambda: app.pane(DataPane).stats is not None, 60, "statistics")
+        await wait_for(pilot, lambda: app.query_one(DataPane).stats is not None, 60, "statistics")
         await pilot.press("n")
-        await wait_for(pilot, lambda: app.pane(DataPane).position == 1, 30, "next row")
+        await wait_for(pilot, lambda: app.query_one(DataPane).position == 1, 30, "next row")
 
         await pilot.press("3")
         await wait_for(pilot, lambda: "H100" in static_text(app, "#gpu-0 #gpu-title"), 10, "GPU gauge")
@@ -48,13 +48,13 @@ async def test_demo_end_to_end(demo_config_path: Path, tmp_path: Path):
         await wait_for(pilot, lambda: len(chart.steps) >= 5, 180, "loss points")
         assert "loss" in static_text(app, "#train-metrics")
         await pilot.click("#train-stop")
-        train = app.pane(TrainPane)
+        train = app.query_one(TrainPane)
         await wait_for(pilot, lambda: train.last_done is not None, 120, "stopped")
         assert train.last_done.status == "stopped"
         assert not app.query_one("#train-resume").disabled
 
         await pilot.press("4")
-        chat = app.pane(ChatPane)
+        chat = app.query_one(ChatPane)
         chat.query_one("#chat-input", TextArea).text = "राम: कल बाज़ार चलें?\nसीता: हाँ, सुबह 10 बजे।"
         await pilot.click("#chat-send")
         await wait_for(pilot, lambda: chat._request is None and bool(chat.query(Reply)), 180,
@@ -65,12 +65,12 @@ async def test_demo_end_to_end(demo_config_path: Path, tmp_path: Path):
 
         await pilot.press("5")
         target = tmp_path / "saved-adapter"
-        app.pane(SavePane).query_one("#save-path", Input).value = str(target)
+        app.query_one(SavePane).query_one("#save-path", Input).value = str(target)
         await pilot.click("#save-button")
         await wait_for(pilot, lambda: (target / "adapter_model.safetensors").exists(), 120, "adapter on disk")
         await wait_for(pilot, lambda: "Saved" in static_text(app, "#save-message"), 30, "save message")
         assert (target / "chat_template.jinja").exists()
-        runs = app.pane(SavePane)
+        runs = app.query_one(SavePane)
         listed = runs.runs_listed
         runs.action_refresh_runs()
         await wait_for(pilot, lambda: runs.runs_listed > listed, 30, "the runs list read")

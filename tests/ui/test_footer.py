@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workbench.ui.widgets.footer import KeyBar
-
 from tests.ui.conftest import wait_for
 from workbench.ui.app import WorkbenchApp
+from workbench.ui.widgets.key_bar import KeyBar
 
 # A key only the footer of each pane shows (the pane's own bindings, reached through the focus).
 PANE_KEY = {"config": "Save config", "data": "Next row", "train": "Start", "chat": "Send", "save": "Refresh runs"}

@@ -22,6 +22,8 @@ from workbench.config import load_config, save_config
 from workbench.gpu import GIB, MIB, GpuProcess, GpuSnapshot, HostSnapshot, ProcessUsage, sample_gpus
 from workbench.protocol import Hello, Memory
 from workbench.ui.app import WorkbenchApp
+from workbench.ui.messages import EngineEvent
+from workbench.ui.panes.train_pane import TrainPane
 from workbench.ui.widgets.gpu_panel import HISTORY, GpuGauge, GpuPanel, HostGauge, Line, process_markup
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,7 +60,7 @@ async def test_without_a_gpu_the_panel_shows_cpu_ram_and_the_engine(
     async with app.run_test(size=(160, 45)) as pilot:
         await app.panes_mounted()
         app.action_pane("train")
-        pane = app.pane("train")
+        pane = app.query_one(TrainPane)
         panel = pane.query_one(GpuPanel)
         host = panel.query_one(HostGauge)
         # The second sample has a CPU rate (the first cannot).
@@ -74,7 +76,8 @@ async def test_without_a_gpu_the_panel_shows_cpu_ram_and_the_engine(
         assert not app.query_one("#host-engine").display  # no engine pid known: no engine line
         assert not panel.query(GpuGauge)
 
-        pane.handle_event(Hello(pid=stand_in_engine.pid, device="cpu"))  # as the bridge delivers it
+        app.post_message(EngineEvent(Hello(pid=stand_in_engine.pid, device="cpu")))  # as the engine says it
+        await pilot.pause()
         assert panel.engine_pid == stand_in_engine.pid
         engine_line = f"engine pid {stand_in_engine.pid}: CPU "
         await wait_for(pilot, lambda: app.query_one("#host-engine").display
@@ -105,7 +108,7 @@ async def test_with_gpus_the_panel_lists_the_processes_on_each(
     async with app.run_test(size=(160, 45)) as pilot:
         await app.panes_mounted()
         app.action_pane("train")
-        pane = app.pane("train")
+        pane = app.query_one(TrainPane)
         panel = pane.query_one(GpuPanel)
         await wait_for(pilot, lambda: len(panel.query(GpuGauge)) == 2 and "pid" in text_of(app, "#gpu-1 #gpu-procs"),
                        10, "two gauges with processes")
@@ -122,7 +125,7 @@ async def test_with_gpus_the_panel_lists_the_processes_on_each(
         assert gpu0[0] == f" 11.0 GiB  user n/a  pid {FOREIGN_PIDS[0]}"
         assert f"pid {stand_in_engine.pid}" in gpu0[1] and "engine" not in gpu0[1]
 
-        pane.handle_event(Hello(pid=stand_in_engine.pid, device="cuda:0 (NVIDIA H100 80GB HBM3)"))
+        app.post_message(EngineEvent(Hello(pid=stand_in_engine.pid, device="cuda:0 (NVIDIA H100 80GB HBM3)")))
         await wait_for(pilot, lambda: text_of(app, "#gpu-0 #gpu-procs").startswith("  7.0 GiB  engine"), 10,
                        lambda: f"the engine marked, have {text_of(app, '#gpu-0 #gpu-procs')!r}")
         gpu0 = text_of(app, "#gpu-0 #gpu-procs").splitlines()
@@ -138,7 +141,7 @@ async def test_unchanged_lines_are_not_updated(demo_config_path: Path) -> None:
     app = WorkbenchApp(config_path=demo_config_path, start_engine=False, gpu_module=FakeNvml())
     async with app.run_test(size=(160, 45)) as pilot:
         await app.panes_mounted()
-        panel = app.pane("train").query_one(GpuPanel)
+        panel = app.query_one(TrainPane).query_one(GpuPanel)
         await wait_for(pilot, lambda: len(panel.query(GpuGauge)) == 2 and "GiB" in text_of(app, "#gpu-1 #gpu-line"),
                        10, "two gauges")
         updates: list[str] = []
@@ -177,7 +180,7 @@ async def _train_pane_with_gauges_stopped(pilot: Pilot[int], tmp_path: Path, wit
     app.set_engine_state("ready")
     app.action_pane("train")
     await pilot.pause()
-    pane = app.pane("train")
+    pane = app.query_one(TrainPane)
     for event in scenarios.training_events(str(tmp_path / "runs" / "demo")):
         if with_memory_report or not isinstance(event, Memory):  # no trainer GPU memory on a CPU
             pane.handle_event(event)

@@ -14,6 +14,8 @@ from textual.widgets import ProgressBar
 from textual.widgets._progress_bar import Bar
 
 from tests.ui.conftest import wait_for
+from tests.ui.scripted import scripted_app_factory
+from workbench import requests as rq
 from workbench.protocol import Error
 from workbench.ui.app import WorkbenchApp
 from workbench.ui.widgets import loss_chart
@@ -107,18 +109,20 @@ async def test_a_failed_background_drawing_keeps_the_old_one(monkeypatch: pytest
 
 async def test_the_train_progress_bar_animates_only_while_a_run_starts(demo_config_path: Path):
     # An indeterminate bar redraws 15 times a second (bytes over SSH) for as long as the pane is open.
-    app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
+    factory, engines = scripted_app_factory({rq.Train: lambda args, rid, emit: None})  # left unanswered
+    app = WorkbenchApp(config_path=demo_config_path, engine_factory=factory)
     async with app.run_test(size=(120, 40)) as pilot:
         await app.panes_mounted()
         await pilot.press("3")
         bar = app.query_one("#train-progress", ProgressBar)
         assert bar.total is not None and bar.query_one(Bar).auto_refresh is None, "idle: a still bar"
-        sent: list[str] = []
-        app.bridge.send_fn = lambda cmd, args: sent.append(cmd) or "req-1"
+        await wait_for(pilot, lambda: app.engine_ready, 10, "the engine's hello")
         await pilot.press("t")
         await pilot.pause()
-        assert sent == ["train"] and bar.total is None and bar.query_one(Bar).auto_refresh, "starting: busy"
-        app.bridge.dispatch(Error(id="req-1", type="model_load", message="no such model", hint="fix model.name"))
+        engine = engines[0]
+        assert engine.requests(rq.Train) and bar.total is None and bar.query_one(Bar).auto_refresh, "starting: busy"
+        rid = next(r for r, a in engine.ids.items() if isinstance(a, rq.Train))
+        engine.answer(rid, Error(type="model_load", message="no such model", hint="fix model.name"))
         await pilot.pause()
         assert bar.total is not None and bar.query_one(Bar).auto_refresh is None, "failed: still again"
         assert "no such model" in str(app.query_one("#train-phase").render())

@@ -10,6 +10,7 @@ from textual.widgets import Input, Static
 from tests.ui.conftest import FakeNvml, wait_for
 from workbench.config import load_config
 from workbench.ui.app import WorkbenchApp
+from workbench.ui.messages import ConfigEdited
 from workbench.ui.panes.config_pane import ConfigPane
 from workbench.ui.panes.data_pane import DataPane
 
@@ -28,8 +29,8 @@ async def test_config_validates_as_typed_and_saves(demo_config_path: Path):
         box.value = "0"
         await pilot.pause()
         assert "lora.r" in text_of(app, "#err-lora-r")
-        assert app.invalid_fields() == ["lora.r"]
-        pane = app.pane(ConfigPane)
+        assert app.invalid_fields == ("lora.r",)
+        pane = app.query_one(ConfigPane)
         pane.action_save()
         await pilot.pause()
         assert "Not saved" in text_of(app, "#config-message")
@@ -55,14 +56,14 @@ async def test_data_pane_changes_follow_the_config(demo_config_path: Path):
         await pilot.press("1")
         from workbench.config import set_field
 
-        app.apply_config(set_field(app.config, "data", "template", "gemma_chat"), data_affecting=True)
+        app.post_message(ConfigEdited(set_field(app.config, "data", "template", "gemma_chat"), data_affecting=True))
         await wait_for(pilot, lambda: "<start_of_turn>" in text_of(app, "#data-sample"), 60, "gemma template")
         # a tiny max_seq_length shows truncation
-        app.apply_config(set_field(app.config, "model", "max_seq_length", 40), data_affecting=True)
+        app.post_message(ConfigEdited(set_field(app.config, "model", "max_seq_length", 40), data_affecting=True))
         await wait_for(pilot, lambda: "truncation cuts" in text_of(app, "#data-counts"), 60, "truncation")
-        await wait_for(pilot, lambda: app.pane(DataPane).stats is not None
-                       and app.pane(DataPane).stats.max_seq_length == 40, 60, "stats at 40")
-        assert app.pane(DataPane).stats.over_limit_rows
+        await wait_for(pilot, lambda: app.query_one(DataPane).stats is not None
+                       and app.query_one(DataPane).stats.max_seq_length == 40, 60, "stats at 40")
+        assert app.query_one(DataPane).stats.over_limit_rows
 
 
 async def test_bad_data_source_is_shown_not_raised(demo_config_path: Path, tmp_path: Path):
@@ -73,7 +74,8 @@ async def test_bad_data_source_is_shown_not_raised(demo_config_path: Path, tmp_p
         await pilot.press("2")
         from workbench.config import set_field
 
-        app.apply_config(set_field(app.config, "data", "source", str(tmp_path / "missing.jsonl")), data_affecting=True)
+        app.post_message(ConfigEdited(set_field(app.config, "data", "source", str(tmp_path / "missing.jsonl")),
+                                      data_affecting=True))
         await wait_for(pilot, lambda: "no such file" in text_of(app, "#data-counts"), 60, "error shown")
         assert app.is_running
 

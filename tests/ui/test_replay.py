@@ -15,6 +15,7 @@ from workbench.config import RunConfig, save_config
 from workbench.protocol import Checkpoint, Done, Eval, Event, Log, Status, TrainStart
 from workbench.runs import RunDir
 from workbench.ui.app import WorkbenchApp
+from workbench.ui.messages import OpenRun
 from workbench.ui.panes.train_pane import TrainPane
 from workbench.ui.widgets.loss_chart import LossChart
 
@@ -59,10 +60,10 @@ async def test_a_10k_step_run_replays_whole(demo_config_path: Path, tmp_path: Pa
     app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
     async with app.run_test(size=(160, 45)) as pilot:
         await app.panes_mounted()
-        train = app.pane(TrainPane)
+        train = app.query_one(TrainPane)
         chart = app.query_one(LossChart)
         opened = time.monotonic()
-        app.open_run(str(run.path))
+        app.post_message(OpenRun(str(run.path)))
         await wait_for(pilot, lambda: train.last_done is not None, 30, "the history shown")
         shown_after = time.monotonic() - opened
         assert chart.steps == [float(s) for s in range(1, STEPS + 1)], "every step's loss is on the chart"
@@ -77,16 +78,16 @@ async def test_a_10k_step_run_replays_whole(demo_config_path: Path, tmp_path: Pa
         lines = log_text(app)
         assert len(lines) == 2000, "the RichLog keeps its last 2000 lines"
         assert lines[-1].startswith("replayed 10023 events from")
-        assert lines[-2] == "completed: Training finished; adapter saved."
+        assert lines[-2] == "completed at step 10000/10000: Training finished; adapter saved."
         assert lines[-3] == f"checkpoint at step {STEPS}: {run.checkpoints_dir / f'checkpoint-{STEPS}'}"
-        assert lines[-5] == f"step {STEPS}/{STEPS} loss {loss_at(STEPS):.4f} lr 2.00e-04 grad_norm 0.500"
+        assert lines[-5] == f"step {STEPS}/{STEPS} loss {loss_at(STEPS):.4f} lr 2.00e-04 grad_norm 0.500 2,048 tok/s 2:46:40"
         # it was 4.5 s of a blocked UI; this bound is loose on purpose (a busy 2-core CI machine)
         assert shown_after < 3.0, f"{shown_after:.2f} s to show 10,000 steps"
 
 
 def shown(app: WorkbenchApp, lines: list[str]) -> tuple[object, ...]:
     """What the Train pane shows, to compare a replay with the same events arriving live."""
-    chart, train, progress = app.query_one(LossChart), app.pane(TrainPane), app.query_one(ProgressBar)
+    chart, train, progress = app.query_one(LossChart), app.query_one(TrainPane), app.query_one(ProgressBar)
     return (list(chart.steps), list(chart.losses), list(chart.eval_steps), list(chart.eval_losses),
             text(app, "#train-metrics"), text(app, "#train-phase"), text(app, "#gpu-memory-report"),
             (progress.total, progress.progress), lines, train.last_log, train.last_done, train.total_steps)
@@ -100,14 +101,14 @@ async def test_replay_shows_what_the_live_events_showed(demo_config_path: Path, 
     app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
     async with app.run_test(size=(160, 45)) as pilot:
         await app.panes_mounted()
-        train = app.pane(TrainPane)
+        train = app.query_one(TrainPane)
         app.action_pane("train")
         for event in events:  # as they came from the engine
             train.handle_event(event)
         await pilot.pause()
         live = shown(app, log_text(app))
 
-        app.open_run(str(run.path))
+        app.post_message(OpenRun(str(run.path)))
         await wait_for(pilot, lambda: any(line.startswith("replayed ") for line in log_text(app)), 30, "the replay")
         lines = log_text(app)
         lines = lines[:next(i for i, line in enumerate(lines) if line.startswith("replayed "))]
@@ -126,7 +127,7 @@ async def test_live_events_during_a_replay_follow_it(demo_config_path: Path, tmp
     app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
     async with app.run_test(size=(160, 45)) as pilot:
         await app.panes_mounted()
-        train = app.pane(TrainPane)
+        train = app.query_one(TrainPane)
         app.action_pane("train")  # the log renders its lines once it is shown
         train.replay(run.path)
         # before the file is read: the last event written (and sent again live) and a new one

@@ -39,7 +39,7 @@ async def main():
         await pilot.press("3")
         await pilot.click("#train-start")
         await wait_for(pilot, lambda: len(app.query_one(LossChart).steps) >= 5, 180, "losses")
-        print("STARTED", app.current_run_dir(), flush=True)
+        print("STARTED", app.active_run, flush=True)
         await asyncio.sleep(600)
 
 asyncio.run(main())
@@ -73,7 +73,7 @@ async def test_ui_killed_then_reattached_sees_every_step(demo_config_path: Path)
     app = WorkbenchApp(config_path=demo_config_path, attach=str(run.path), gpu_module=FakeNvml())
     async with app.run_test(size=(120, 40)) as pilot:
         await app.panes_mounted()
-        train = app.pane(TrainPane)
+        train = app.query_one(TrainPane)
         await wait_for(pilot, lambda: train.last_done is not None, 600, "the run to finish, seen live")
         assert train.last_done.status == "completed"
         chart = app.query_one(LossChart)
@@ -95,7 +95,7 @@ async def test_engine_killed_ui_stays_up_and_resumes(demo_config_path: Path):
         await wait_for(pilot, lambda: app.engine_ready, 180, "engine")
         await pilot.press("3")
         await pilot.click("#train-start")
-        train = app.pane(TrainPane)
+        train = app.query_one(TrainPane)
         await wait_for(pilot, lambda: train.run_dir is not None and RunDir(train.run_dir).newest_checkpoint()
                        is not None and len(app.query_one(LossChart).steps) >= 12, 180, "a checkpoint")
         first_engine = app.client.process

@@ -355,6 +355,8 @@ class WorkbenchApp(App[int]):
         return pane_id not in self._panes_pending
 
     def watch_config(self, config: RunConfig) -> None:
+        if not self.is_running:
+            return  # set before the UI runs (tests, scripts): the panes are built from it
         self.query_one(ConfigPane).config = config
         for pane_id in ("data-pane", "train-pane", "chat-pane", "save-pane"):
             if self._built(pane_id):
@@ -362,10 +364,14 @@ class WorkbenchApp(App[int]):
         self._update_status()
 
     def watch_config_path(self, path: Path) -> None:
+        if not self.is_running:
+            return
         self.query_one(ConfigPane).config_path = path
         self._update_status()
 
     def watch_active_run(self, run_dir: str | None) -> None:
+        if not self.is_running:
+            return
         for pane_id in ("train-pane", "chat-pane", "save-pane"):
             if self._built(pane_id):
                 self.query_one(f"#{pane_id}").run_dir = run_dir  # type: ignore[attr-defined]
@@ -374,7 +380,7 @@ class WorkbenchApp(App[int]):
         self._update_status()
 
     def _update_status(self) -> None:
-        if not self.is_mounted:
+        if not self.is_running or not self.screen_stack:
             return
         colour = {"ready": "green", "error": "red", "training": "cyan", "starting": "yellow", "loading": "yellow"}.get(
             self.engine_state, "white")

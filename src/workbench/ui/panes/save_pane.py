@@ -89,10 +89,12 @@ class SavePane(Vertical):
             if (run.adapter_dir / "adapter_config.json").exists():
                 options.append((f"final adapter (step {run.summary().step})", FINAL))
             options += [(f"checkpoint-{step}", step) for step, _ in reversed(run.checkpoints())]
-            source.update(f"run [b]{run.name}[/b]")
             weights.set_options(options)
             if options:
                 weights.value = options[0][1]
+                source.update(f"from run [b]{run.name}[/b]:")
+            else:
+                source.update(f"run [b]{run.name}[/b] has no adapter or complete checkpoint to save yet")
         self._follow_default(force=True)
 
     @on(Select.Changed, "#save-weights")
