@@ -37,6 +37,16 @@ def _train(args: rq.Train, rid: str, emit: Emit) -> rq.Answer:
     return rq.TrainStarted(run=Path(run_dir).name, run_dir=run_dir)
 
 
+def _generate(args: rq.Generate, rid: str, emit: Emit) -> rq.Answer:
+    from workbench.protocol import Token
+
+    results = {}
+    for stream in ("tuned", "base") if args.compare else ("tuned",):
+        emit(Token(text="सारांश।", stream=stream))
+        results[stream] = rq.GenerationStats(text="सारांश।", new_tokens=3, prompt_tokens=40)
+    return rq.Generated(results=results, has_adapter=args.run_dir is not None)
+
+
 def _nothing(args: rq.Args, rid: str, emit: Emit) -> rq.Answer:
     return rq.Nothing()
 
@@ -49,6 +59,7 @@ DEFAULT_SCRIPT: dict[type[rq.Args], Handler] = {
     rq.Preview: _preview,
     rq.Statistics: _stats,
     rq.Train: _train,
+    rq.Generate: _generate,
     rq.Stop: _stop,
     rq.Cancel: _nothing,
     rq.Shutdown: _nothing,

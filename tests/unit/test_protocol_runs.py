@@ -360,3 +360,13 @@ def test_run_config_model_name_in_summary_tolerates_bad_config(tmp_path: Path) -
     assert run.summary().model == "?"
     save_config(RunConfig(), run.config_path)
     assert run.summary().model == "unsloth/gemma-2-9b"
+
+
+def test_every_command_on_the_wire_has_typed_arguments_and_an_answer() -> None:
+    from typing import get_args
+
+    from workbench.requests import COMMANDS, Answer
+
+    assert set(get_args(p.Command)) == set(COMMANDS)
+    for name, args in COMMANDS.items():
+        assert args.cmd == name and issubclass(args.answer, Answer), name
