@@ -60,7 +60,7 @@ async def test_a_cancelled_statistics_request_neither_shows_nor_forgets_the_newe
         await pilot.press("2", "s")  # statistics asked at start, then again: the first is cancelled
         await pilot.pause()
         engine = engines[0]
-        (old_id, old), (new_id, new) = pending(engine, rq.Statistics)[-2:]
+        (old_id, old), (new_id, _new) = pending(engine, rq.Statistics)[-2:]
         assert [c.target for c in engine.requests(rq.Cancel)] == [old_id]
         partial = scenarios.stats_answer(old.config)
         partial.stats.complete = False
