@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
         from workbench.engine.errors import explain
 
         model = ""
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(ConfigError, OSError):  # only to name the model in the message
             model = _load(args.config).model.name if getattr(args, "config", None) else ""
         why = explain(exc, model_name=model)
         _err(f"{why.message} {why.hint}".strip() + "  (WORKBENCH_DEBUG=1 shows the traceback)")

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from workbench.protocol import (
     PROTOCOL_VERSION,
@@ -64,6 +64,21 @@ def runtime_dir() -> Path:
     return path
 
 
+KEEP_ENGINE_LOGS = 20
+"""Engine logs kept in the runtime folder (one per engine started); older ones are removed."""
+
+
+def prune_engine_logs(folder: Path, keep: int = KEEP_ENGINE_LOGS) -> list[Path]:
+    """Remove all but the newest `keep` engine logs (every UI start writes one: they piled up in /tmp)."""
+    logs = sorted(folder.glob("engine-*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
+    removed = []
+    for old in logs[keep:]:
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()
+            removed.append(old)
+    return removed
+
+
 class EngineClient:
     def __init__(self, on_event: Callable[[Event], None] | None = None) -> None:
         self.on_event = on_event or (lambda e: None)
@@ -94,6 +109,7 @@ class EngineClient:
         if self._closing.is_set():
             raise StartAborted("the client was closed before the engine started")
         rdir = runtime_dir()
+        prune_engine_logs(rdir)
         stamp = f"{os.getpid()}-{int(time.time() * 1000)}"
         self.socket_path = str(rdir / f"engine-{stamp}.sock")
         self.log_path = rdir / f"engine-{stamp}.log"
@@ -249,11 +265,12 @@ class EngineClient:
 
     def call(self, args: Expects[AnswerT], timeout: float = 600.0) -> AnswerT:
         """Send and wait for the typed answer; an engine error raises EngineError."""
-        assert isinstance(args, _args_class())
-        final, _events = self.call_events(args, timeout)
+        command = cast("Args", args)
+        assert isinstance(command, _args_class())
+        final, _events = self.call_events(command, timeout)
         if isinstance(final, Error):
             raise EngineError(final)
-        return args.answer.model_validate(final.data)  # type: ignore[return-value]
+        return cast(AnswerT, command.answer.model_validate(final.data))
 
 
 def _args_class() -> type[Args]:

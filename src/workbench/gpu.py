@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from types import ModuleType
 from typing import Any, NamedTuple
 
@@ -180,7 +181,7 @@ class Nvml:
     """A thin, fault-tolerant reader over a pynvml module."""
 
     def __init__(self, module: ModuleType | Any | None = None, psutil_module: ModuleType | Any | None = None) -> None:
-        self._nv = module
+        self._nv: Any = module  # a pynvml module (or a stand-in): untyped
         self.error: str | None = None
         self._handles: list[Any] = []
         self._names: list[str] = []
@@ -228,7 +229,7 @@ class Nvml:
         listed = False
         for fn_name in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
             fn = getattr(self._nv, fn_name, None)
-            found = self._try(lambda f=fn: f(handle)) if fn is not None else None
+            found = self._try(partial(fn, handle)) if fn is not None else None
             if found is None:  # NotSupported, NoPermission, or a pynvml without the call
                 continue
             listed = True
@@ -256,11 +257,12 @@ class Nvml:
         nv = self._nv
         snapshots = []
         for index, handle in enumerate(self._handles):
-            mem = self._try(lambda h=handle: nv.nvmlDeviceGetMemoryInfo(h))
-            util = self._try(lambda h=handle: nv.nvmlDeviceGetUtilizationRates(h))
-            temp = self._try(lambda h=handle: nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU))
-            power = self._try(lambda h=handle: nv.nvmlDeviceGetPowerUsage(h))
-            limit = self._try(lambda h=handle: nv.nvmlDeviceGetEnforcedPowerLimit(h))
+            # each call on its own: NVML answers "not supported" for some of them on some boards
+            mem = self._try(partial(nv.nvmlDeviceGetMemoryInfo, handle))
+            util = self._try(partial(nv.nvmlDeviceGetUtilizationRates, handle))
+            temp = self._try(partial(nv.nvmlDeviceGetTemperature, handle, nv.NVML_TEMPERATURE_GPU))
+            power = self._try(partial(nv.nvmlDeviceGetPowerUsage, handle))
+            limit = self._try(partial(nv.nvmlDeviceGetEnforcedPowerLimit, handle))
             snapshots.append(
                 GpuSnapshot(
                     index=index,

@@ -185,9 +185,10 @@ class RunDir:
 
     def engine_info(self) -> dict[str, object] | None:
         try:
-            return json.loads(self.engine_path.read_text(encoding="utf-8"))
+            info = json.loads(self.engine_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             return None
+        return info if isinstance(info, dict) else None
 
     def clear_engine_info(self) -> None:
         with contextlib.suppress(FileNotFoundError):

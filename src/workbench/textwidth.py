@@ -49,7 +49,8 @@ def align_indic_widths() -> None:
         return
     import rich.cells as cells
 
-    original = cells.load_cell_table
+    # `load_cell_table` is not in rich.cells' exports: an internal, listed in ui/textual_internals.py
+    original = cells.load_cell_table  # type: ignore[attr-defined]
     marks = _spacing_marks()
 
     @cache
@@ -57,7 +58,7 @@ def align_indic_widths() -> None:
         table = original(unicode_version)
         return table._replace(widths=_without(table.widths, marks))
 
-    cells.load_cell_table = load
+    cells.load_cell_table = load  # type: ignore[attr-defined]
     cells.get_character_cell_size.cache_clear()
     cells.cached_cell_len.cache_clear()
     _applied = True

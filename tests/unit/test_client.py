@@ -32,3 +32,18 @@ def test_an_engine_of_another_version_is_refused_with_a_clear_message(tmp_path: 
     assert f"speaks protocol {PROTOCOL_VERSION - 1}" in errors[0].message and "pid 77" in errors[0].message
     client.close()
     server.close()
+
+
+def test_only_the_newest_engine_logs_are_kept(tmp_path: Path) -> None:
+    import os
+
+    from workbench.client import prune_engine_logs
+
+    for i in range(25):
+        log = tmp_path / f"engine-{i}.log"
+        log.write_text("x", encoding="utf-8")
+        os.utime(log, (1_000_000 + i, 1_000_000 + i))
+    (tmp_path / "other.txt").write_text("kept", encoding="utf-8")
+    removed = prune_engine_logs(tmp_path, keep=20)
+    assert sorted(p.name for p in removed) == sorted(f"engine-{i}.log" for i in range(5))
+    assert len(list(tmp_path.glob("engine-*.log"))) == 20 and (tmp_path / "other.txt").exists()

@@ -21,19 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
-
 from workbench.engine.boot import boot
 
 boot()  # unsloth before transformers, whoever imports this module first
 from transformers import TrainerCallback  # noqa: E402
 
 from workbench.mfu import mfu  # noqa: E402
-from workbench.protocol import Checkpoint, Eval, Log, Memory, Status  # noqa: E402
+from workbench.protocol import Checkpoint, Eval, Event, Log, Memory, Status  # noqa: E402
 from workbench.runs import COMPLETE_MARKER  # noqa: E402
 
 GIB = 1024**3
-Emit = Callable[[BaseModel], None]
+Emit = Callable[[Event], None]
 
 
 @dataclass

@@ -405,7 +405,7 @@ class Engine:
                     template=config.data.template,
                     instruction=config.data.instruction,
                     conversation=args.conversation,
-                    on_text=lambda text, s=stream: self.emit(Token(id=rid, text=text, stream=s)),
+                    on_text=self._token_sender(rid, stream),
                     cancel=cancel,
                     max_new_tokens=args.max_new_tokens,
                     temperature=args.temperature,
@@ -414,6 +414,11 @@ class Engine:
                 )
                 results[stream] = result.stats()
             return rq.Generated(results=results, has_adapter=loaded.has_lora)
+
+    def _token_sender(self, rid: str, stream: rq.Stream) -> Callable[[str], None]:
+        def send(text: str) -> None:
+            self.emit(Token(id=rid, text=text, stream=stream))
+        return send
 
     def _chat_weights(self, args: rq.Generate) -> tuple[RunConfig, str | None]:
         """The config and adapter to chat with: the run's own, when a run with weights is named."""

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -34,7 +34,7 @@ from workbench.engine.errors import explain
 from workbench.engine.model import Loaded, add_lora, count_parameters, load_base, model_key, release_memory
 from workbench.errors import UserError
 from workbench.mfu import lora_flops_per_token
-from workbench.protocol import Done, Log, Status, TrainStart
+from workbench.protocol import Done, Event, Log, Status, TrainStart
 from workbench.runs import RunDir, free_bytes
 
 log = logging.getLogger("workbench.engine")
@@ -248,8 +248,8 @@ class Session:
         self.accum = config.training.gradient_accumulation_steps
         self.progress = RunProgress()
 
-    def out(self, event: BaseModel) -> None:
-        event.run = self.run.name  # type: ignore[attr-defined]  # every protocol event has `run`
+    def out(self, event: Event) -> None:
+        event.run = self.run.name
         self.run.append(event)
         self._emit(event)
 
@@ -258,8 +258,9 @@ class Session:
         if self._status:
             self._status(message)
 
-    def done(self, status: str, message: str, step: int, total: int, **extra: Any) -> Done:
-        return Done(status=status, step=step, total_steps=total,  # type: ignore[arg-type]
+    def done(self, status: Literal["completed", "stopped", "failed"], message: str, step: int, total: int,
+             **extra: Any) -> Done:
+        return Done(status=status, step=step, total_steps=total,
                     final_loss=self.progress.last_loss, message=message, runtime_s=time.time() - self.started,
                     **extra)
 

@@ -269,7 +269,10 @@ class WorkbenchApp(App[int]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="engine")
     def _start_engine(self) -> None:
         generation = self._engine_generation
-        client = self.engine_factory(lambda event: self.post_message(msg.EngineEvent(event, generation)))
+        def post(event: Event) -> None:  # from the client's reader thread: post_message is thread-safe
+            self.post_message(msg.EngineEvent(event, generation))
+
+        client = self.engine_factory(post)
         # Known to the app before it starts, so that quitting (on_unmount) or a restart can close it and
         # so cut a start-up short instead of waiting for it.
         self.client = client
@@ -358,9 +361,10 @@ class WorkbenchApp(App[int]):
         if not self.is_running:
             return  # set before the UI runs (tests, scripts): the panes are built from it
         self.query_one(ConfigPane).config = config
-        for pane_id in ("data-pane", "train-pane", "chat-pane", "save-pane"):
+        for pane_id, pane in (("data-pane", self._data), ("train-pane", self._train), ("chat-pane", self._chat),
+                              ("save-pane", self._save)):
             if self._built(pane_id):
-                self.query_one(f"#{pane_id}").config = config  # type: ignore[attr-defined]
+                pane().config = config
         self._update_status()
 
     def watch_config_path(self, path: Path) -> None:
@@ -372,9 +376,9 @@ class WorkbenchApp(App[int]):
     def watch_active_run(self, run_dir: str | None) -> None:
         if not self.is_running:
             return
-        for pane_id in ("train-pane", "chat-pane", "save-pane"):
+        for pane_id, pane in (("train-pane", self._train), ("chat-pane", self._chat), ("save-pane", self._save)):
             if self._built(pane_id):
-                self.query_one(f"#{pane_id}").run_dir = run_dir  # type: ignore[attr-defined]
+                pane().run_dir = run_dir
 
     def watch_dirty(self) -> None:
         self._update_status()

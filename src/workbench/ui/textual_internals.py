@@ -36,8 +36,8 @@ def toggle_button_glyph(button: ToggleButton, inner: str) -> Content:
 
 def _internals() -> tuple[tuple[str, Any, str], ...]:
     import rich.cells
+    from textual.css.stylesheet import Stylesheet
     from textual.screen import Screen
-    from textual.stylesheet import Stylesheet
     from textual_plotext import PlotextPlot
     from textual_plotext.plot import Plot
 

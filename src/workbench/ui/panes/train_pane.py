@@ -26,7 +26,7 @@ from workbench.formatting import (
     start_line,
     status_line,
 )
-from workbench.gpu import poll_gpus
+from workbench.gpu import Reading, poll_gpus
 from workbench.protocol import Checkpoint, Done, Error, Eval, Event, Log, Memory, Status, TrainStart
 from workbench.runs import RunDir
 from workbench.ui.bridge import EngineBridge
@@ -93,7 +93,10 @@ class TrainPane(Horizontal):
     def _poll_gpus(self, panel: GpuPanel) -> None:
         # The panel is passed in from the UI thread (no DOM query from this thread); its engine_pid is
         # a plain attribute, read before each poll.
-        poll_gpus(lambda reading: self.post_message(GpuSample(reading)), self._gpu_stop,
+        def post(reading: Reading) -> None:
+            self.post_message(GpuSample(reading))
+
+        poll_gpus(post, self._gpu_stop,
                   interval_s=1.0, module=self.gpu_module, engine_pid=lambda: panel.engine_pid)
 
     def watch_engine_pid(self, pid: int | None) -> None:

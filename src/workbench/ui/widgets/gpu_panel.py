@@ -8,6 +8,7 @@ every second while the user types, and a Static's update re-measures it (a layou
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -24,8 +25,8 @@ class Line(Static):
     """A Static that skips updates that would not change what it shows, and asks for a layout pass only
     when its height may change (most ticks change a number on a line that does not wrap)."""
 
-    def __init__(self, text: str = "", **kwargs: object) -> None:
-        super().__init__(text, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, text: str = "", **kwargs: Any) -> None:
+        super().__init__(text, **kwargs)
         self._shown = text
 
     def set_text(self, text: str) -> None:
@@ -101,8 +102,8 @@ class HostGauge(Vertical):
     HostGauge Sparkline { height: 2; }
     """
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.cpu_history: deque[float] = deque([0.0] * HISTORY, maxlen=HISTORY)
 
     def compose(self) -> ComposeResult:
@@ -131,8 +132,8 @@ class GpuPanel(Vertical):
     DEFAULT_CSS = "GpuPanel { height: auto; } GpuPanel #gpu-none { color: $text-muted; }"
     HEADER = "[b]GPUs[/b] (NVML, 1 Hz)"
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.engine_pid: int | None = None
         """The engine process's pid, set by the panel's owner (the engine's `hello` carries it). The
         sampling thread reads it before each poll, to mark the engine's process on a GPU or, without a

@@ -15,6 +15,7 @@ the command palette key on the right) and clicking a key presses it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from textual import events
 from textual.app import RenderResult
@@ -33,7 +34,7 @@ class KeyHint:
     enabled: bool
 
 
-def shown_keys(screen: Screen) -> tuple[tuple[KeyHint, ...], KeyHint | None]:
+def shown_keys(screen: Screen[object]) -> tuple[tuple[KeyHint, ...], KeyHint | None]:
     """The keys the footer shows for the screen's focus, in `Footer`'s order (the first binding of each
     action), and the command palette's key, shown apart."""
     app = screen.app
@@ -60,8 +61,8 @@ class KeyBar(Widget, can_focus=False):
     }
     """
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self._keys: tuple[tuple[KeyHint, ...], KeyHint | None] = ((), None)
         self._spans: list[tuple[int, int, KeyHint]] = []
         """(first column, end column, key) of each key drawn, for clicks."""
@@ -73,7 +74,7 @@ class KeyBar(Widget, can_focus=False):
     def on_unmount(self) -> None:
         self.screen.bindings_updated_signal.unsubscribe(self)
 
-    def _bindings_changed(self, screen: Screen) -> None:
+    def _bindings_changed(self, screen: Screen[object]) -> None:
         if screen is not self.screen:
             return
         keys = shown_keys(screen)

@@ -21,6 +21,7 @@ import threading
 import time
 from dataclasses import dataclass
 from itertools import islice
+from typing import Any
 
 from rich.console import Console
 from rich.segment import Segment
@@ -124,7 +125,7 @@ def draw(plot: Plot, data: ChartData, size: Size, theme: str, base: Style) -> Dr
     return Drawing(size, theme, data.version, text, to_strips(text, size, base), drawn)
 
 
-class LossChart(PlotextPlot):
+class LossChart(PlotextPlot):  # type: ignore[misc]  # textual-plotext has no type information
     DEFAULT_CSS = "LossChart { height: 1fr; min-height: 8; }"
 
     class Drawn(Message):
@@ -135,8 +136,8 @@ class LossChart(PlotextPlot):
             self.drawing = drawing
             """None when drawing failed: the widget keeps the previous one."""
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
         self.steps: list[float] = []
         self.losses: list[float] = []
         self.eval_steps: list[float] = []
@@ -195,7 +196,8 @@ class LossChart(PlotextPlot):
 
     def _theme_name(self) -> str:
         # textual-plotext's "auto" theme: the app theme's surface and foreground colours.
-        return self._get_plotext_theme_name(self.app.theme)
+        theme: str = self._get_plotext_theme_name(self.app.theme)
+        return theme
 
     def draw_now(self) -> Drawing:
         """Draw the whole history now, on this thread (first show, resize, tests, screenshots)."""
