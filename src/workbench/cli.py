@@ -121,7 +121,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         console.print("[dim]Loading unsloth, torch and transformers…[/]")
         from workbench.engine.boot import boot
 
-        boot()
+        note = boot()
+        if note:
+            console.print(f"[yellow]{note}[/]")
         from workbench.engine.train import run_training
 
         stopping_said = False
@@ -183,7 +185,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         console = Console(file=terminal, highlight=False, soft_wrap=True)
         from workbench.engine.boot import boot
 
-        boot()
+        note = boot()
+        if note:
+            console.print(f"[yellow]{note}[/]")
         from workbench.engine.export import export_run
         from workbench.engine.model import load_adapter, load_base
 
@@ -233,7 +237,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
     console.print(f"[dim]Loading the tokenizer of {config.model.name}…[/]")
     from workbench.engine.boot import prepare_environment
 
-    prepare_environment()
+    note = prepare_environment()
+    if note:
+        console.print(f"[yellow]{note}[/]")
     from workbench.engine.model import load_tokenizer
 
     tokenizer = load_tokenizer(config)

@@ -55,6 +55,8 @@ class Hello(_Event):
     device: str
     """"cuda:0 (NVIDIA H100 80GB HBM3)" or "cpu"."""
     versions: dict[str, str] = Field(default_factory=dict)
+    notes: list[str] = Field(default_factory=list)
+    """What the user should know about this engine (e.g. it works offline: the hub is unreachable)."""
 
 
 class State(_Event):

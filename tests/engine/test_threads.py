@@ -53,3 +53,26 @@ def test_workbench_engine_threads_sets_the_count(monkeypatch: pytest.MonkeyPatch
 def test_a_bad_value_falls_back_to_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORKBENCH_ENGINE_THREADS", "lots")
     assert limit_cpu_threads() == max(1, usable_cpus() - 1)
+
+
+def test_an_unreachable_hub_turns_offline_mode_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.engine.boot import choose_offline
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens there
+    note = choose_offline()
+    assert note is not None and "offline" in note
+    import os
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+def test_the_users_offline_setting_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workbench.engine.boot import choose_offline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    assert choose_offline() is None
+    import os
+
+    assert os.environ["HF_HUB_OFFLINE"] == "0"

@@ -23,13 +23,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from workbench.engine.boot import boot, limit_cpu_threads
 
-    boot()
+    note = boot()
     threads = limit_cpu_threads()  # the engine shares the machine with the UI (`workbench train` does not)
     if threads is not None:
         logging.getLogger("workbench.engine").info("torch uses %d CPU threads", threads)
     from workbench.engine.server import Engine, serve_socket
 
-    engine = Engine(socket_path=args.socket)
+    engine = Engine(socket_path=args.socket, notes=[note] if note else [])
     serve_socket(engine, args.socket, idle_exit=not args.keep_alive)
     return 0
 

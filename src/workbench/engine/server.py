@@ -96,8 +96,9 @@ class DataCache:
 
 
 class Engine:
-    def __init__(self, socket_path: str | None = None) -> None:
+    def __init__(self, socket_path: str | None = None, notes: list[str] | None = None) -> None:
         self.socket_path = socket_path
+        self.notes = notes or []
         self.loaded: Loaded | None = None
         self.state: EngineState = "ready"
         self.state_detail = ""
@@ -163,7 +164,7 @@ class Engine:
         for name in ("unsloth", "torch", "transformers", "trl", "peft"):
             with contextlib.suppress(PackageNotFoundError):
                 versions[name] = version(name)
-        return Hello(pid=os.getpid(), device=device_description(), versions=versions)
+        return Hello(pid=os.getpid(), device=device_description(), versions=versions, notes=self.notes)
 
     # -- dispatch -------------------------------------------------------------------------------
     def handle_line(self, line: bytes) -> None:

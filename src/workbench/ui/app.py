@@ -312,6 +312,8 @@ class WorkbenchApp(App[int]):
             self.engine_ready = True
             self.engine_pid = event.pid
             self.set_engine_state("ready")
+            for note in event.notes:
+                self.notify(note, title="Engine", severity="warning", timeout=20)
             self._data().engine_ready = True
             self._train().engine_pid = event.pid
         elif isinstance(event, State):
