@@ -10,23 +10,18 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 LINEAR_MODULES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-TEMPLATES = ("gemma_chat", "instruction")
-SCHEDULERS = (
-    "linear",
-    "cosine",
-    "cosine_with_restarts",
-    "polynomial",
-    "constant",
-    "constant_with_warmup",
-    "inverse_sqrt",
-)
-OPTIMIZERS = ("adamw_8bit", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adafactor", "sgd")
+Scheduler = Literal[
+    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"
+]
+Optimizer = Literal["adamw_8bit", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adafactor", "sgd"]
+SCHEDULERS: tuple[str, ...] = get_args(Scheduler)
+OPTIMIZERS: tuple[str, ...] = get_args(Optimizer)
 
 
 class ConfigError(Exception):
@@ -129,17 +124,13 @@ class TrainingSection(_Section):
     """Epochs over the data, used when max_steps is -1."""
     learning_rate: float = Field(2e-4, gt=0.0, le=1.0)
     """Peak learning rate."""
-    lr_scheduler_type: Literal[
-        "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"
-    ] = "linear"
+    lr_scheduler_type: Scheduler = "linear"
     """Learning-rate schedule after warm-up."""
     warmup_steps: int = Field(5, ge=0)
     """Steps of linear warm-up from 0 to the peak learning rate."""
     weight_decay: float = Field(0.01, ge=0.0, le=1.0)
     """Decoupled weight decay of the optimizer."""
-    optim: Literal["adamw_8bit", "adamw_torch", "adamw_torch_fused", "paged_adamw_8bit", "adafactor", "sgd"] = (
-        "adamw_8bit"
-    )
+    optim: Optimizer = "adamw_8bit"
     """Optimizer; adamw_8bit saves memory on GPUs (falls back to adamw_torch on CPU)."""
     max_grad_norm: float = Field(1.0, ge=0.0)
     """Gradient clipping norm (0 turns clipping off)."""

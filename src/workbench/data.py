@@ -40,8 +40,6 @@ INVALID_KINDS = (
     # chat rows
     "not_a_list", "bad_turn", "unknown_role", "bad_order", "no_assistant", "multi_turn",
 )
-WARNING_KINDS = ("duplicate", "over_limit", "nothing_trained")
-ZERO_WIDTH = ("\u200b", "\ufeff")
 
 # Columns that hold chat turns by convention (TRL, then ShareGPT), and the role spellings we read.
 CHAT_COLUMNS = ("messages", "conversations")
@@ -120,9 +118,6 @@ def builtin_path(name: str, split: str) -> Path:
         raise DataError(f"{BUILTIN_PREFIX}{name}: split {split!r} does not exist (use train or heldout)")
     return Path(str(resources.files("workbench.sample").joinpath(filename)))
 
-
-def is_local_source(source: str) -> bool:
-    return source.startswith(BUILTIN_PREFIX) or Path(source).suffix.lower() in LOCAL_SUFFIXES or Path(source).exists()
 
 
 def _clean_text(value: Any) -> Any:

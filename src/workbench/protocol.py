@@ -11,7 +11,6 @@ Requests: `{"id": "r7", "cmd": "train", "args": {...}}`. Every request is answer
 from __future__ import annotations
 
 import functools
-import json
 import time
 from typing import Annotated, Any, Literal
 
@@ -217,14 +216,3 @@ def decode_request(line: str | bytes) -> Request:
     except ValidationError as exc:
         raise ProtocolError(f"bad request: {exc.errors()[0].get('msg')}") from None
 
-
-def event_from_dict(data: dict[str, Any]) -> Event:
-    return _event_adapter().validate_python(data)
-
-
-def is_json_line(line: str) -> bool:
-    try:
-        json.loads(line)
-    except ValueError:
-        return False
-    return True

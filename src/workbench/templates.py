@@ -203,10 +203,6 @@ def render(
     return render_messages(template, with_instruction(instruction, exchange), bos, eos)
 
 
-def stop_strings(template: str) -> tuple[str, ...]:
-    """Text that ends a generated summary for this template."""
-    return (END_OF_TURN, EOS) if template == "gemma_chat" else (EOS,)
-
 
 # ------------------------------------------------------------------------------------- Jinja export
 

@@ -305,7 +305,6 @@ def test_builtin_dataset_loads_both_splits() -> None:
         assert wd.invalid_issues(issues) == []
     assert train.fingerprint != heldout.fingerprint
     assert wd.builtin_path("hindi_dialogues", "test") == wd.builtin_path("hindi_dialogues", "heldout")
-    assert wd.is_local_source("builtin:hindi_dialogues")
 
 
 def test_builtin_errors() -> None:

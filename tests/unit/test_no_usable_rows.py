@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from workbench import cli
-from workbench.config import load_config
+from workbench import requests as rq
+from workbench.config import RunConfig, load_config
 from workbench.data import DataError
 from workbench.engine import train
 from workbench.engine.server import Engine
-from workbench.protocol import Request
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO = str(ROOT / "configs" / "demo.toml")
@@ -100,36 +100,38 @@ def test_prepare_data_trains_multi_turn_chat_rows(hindi_tokenizer: Any, tmp_path
 
 def _engine(tokenizer: Any) -> Engine:
     engine = Engine()
-    engine._tokenizer = lambda config: tokenizer  # type: ignore[method-assign]
+    engine.data.tokenizer = lambda config, loaded: tokenizer  # type: ignore[method-assign]
     return engine
 
 
-def _request(cmd: str, source: Path, **data: Any) -> Request:
+def _config(source: Path, **data: Any) -> RunConfig:
     config = load_config(DEMO)
     config.data.source = str(source)
     for key, value in data.items():
         setattr(config.data, key, value)
-    from workbench.config import config_to_dict
-
-    return Request(id="1", cmd=cmd, args={"config": config_to_dict(config), "positions": [0]})
+    return config
 
 
 @pytest.mark.parametrize("cmd", ["preview", "dataset_stats"])
 def test_engine_commands_refuse_a_dataset_with_no_usable_row(hindi_tokenizer: Any, numbers_file: Path, cmd: str) -> None:
     engine = _engine(hindi_tokenizer)
-    handler = engine._cmd_preview if cmd == "preview" else engine._cmd_dataset_stats
+    config = _config(numbers_file)
     with pytest.raises(DataError, match=r"none of its 3 rows is usable"):
-        handler(_request(cmd, numbers_file))
+        if cmd == "preview":
+            engine.preview(rq.Preview(config=config, positions=[0]), "1")
+        else:
+            engine.dataset_stats(rq.Statistics(config=config), "1")
     assert engine._cancels == {}
 
 
 def test_engine_preview_of_a_chat_row(hindi_tokenizer: Any, messages_file: Path) -> None:
     engine = _engine(hindi_tokenizer)
-    result = engine._cmd_preview(_request("preview", messages_file, input_column="messages", template="gemma_chat"))
-    item = result["items"][0]
-    assert item["issue"] is None
-    assert item["sample"]["text"].startswith("<bos><start_of_turn>user\n")
+    answer = engine.preview(rq.Preview(config=_config(messages_file, input_column="messages", template="gemma_chat"),
+                                       positions=[0]), "1")
+    item = answer.items[0]
+    assert item.issue is None and item.sample is not None
+    assert item.sample.text.startswith("<bos><start_of_turn>user\n")
     # the Chat pane fills its input from these: text, not the list of turns
-    assert item["conversation"] == MESSAGES[0][0]["content"] and item["summary"] == MESSAGES[0][1]["content"]
-    stats = engine._cmd_dataset_stats(_request("dataset_stats", messages_file, input_column="messages"))
-    assert stats["valid_rows"] == 3
+    assert item.conversation == MESSAGES[0][0]["content"] and item.summary == MESSAGES[0][1]["content"]
+    stats = engine.dataset_stats(rq.Statistics(config=_config(messages_file, input_column="messages")), "1").stats
+    assert stats.valid_rows == 3

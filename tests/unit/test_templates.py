@@ -24,7 +24,6 @@ from workbench.templates import (
     render_messages,
     render_prompt,
     render_response,
-    stop_strings,
     with_instruction,
 )
 
@@ -109,11 +108,6 @@ def test_render_prompt_is_the_prompt_part_of_render(template: str, instruction: 
 def test_unknown_template_raises_value_error(fn) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(ValueError, match="unknown template"):
         fn()
-
-
-def test_stop_strings() -> None:
-    assert stop_strings("gemma_chat") == ("<end_of_turn>", "<eos>")
-    assert stop_strings("instruction") == ("<eos>",)
 
 
 # ------------------------------------------------------------------------------------- chat turns
