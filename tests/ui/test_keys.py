@@ -19,6 +19,8 @@ async def test_esc_and_a_digit_sent_together_switch_panes_from_a_text_box(demo_c
         await app.panes_mounted()
         box = app.query_one("#f-lora-r", Input)
         box.focus()
+        await pilot.pause()  # the focus lands before the keys (else it would pull the Config tab back)
+        assert app.focused is box
         before = box.value
         await pilot.press("alt+3")
         await pilot.pause()
