@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 DEFAULT_CONFIG = "configs/gemma2-9b-hindi.toml"
+USAGE_ERRORS = frozenset({"config", "data", "score", "bad_run", "bad_checkpoint", "bad_kind", "exists", "no_heldout",
+                          "eval_mismatch", "resume_config"})
+"""UserError types that mean the input was wrong (exit 2), not that the work failed (exit 1)."""
 DEMO_CONFIG = "configs/demo.toml"
 
 
@@ -209,6 +213,120 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------------------------- eval, score
+
+def _score_table(report: Any) -> Any:
+    """The report as a Rich table: a column per model, a row per score, and tuned minus base."""
+    from rich.table import Table
+
+    from workbench.scores import ROUGE_TYPES
+
+    table = Table(show_edge=False, header_style="bold")
+    table.add_column("score")
+    models = list(report.models)
+    for model in models:
+        table.add_column(model, justify="right")
+    if report.differences:
+        table.add_column("tuned − base (95% interval)", justify="right")
+    gaps = {d.metric: d for d in report.differences}
+    names = {"rouge1": "ROUGE-1 F1", "rouge2": "ROUGE-2 F1", "rougeL": "ROUGE-L F1", "chrf": "chrF++ (row mean)"}
+    for metric in (*ROUGE_TYPES, "chrf"):
+        cells = [f"{100 * report.models[m].rouge_f1[metric]:.2f}" if metric != "chrf"
+                 else f"{report.models[m].chrf_mean:.2f}" for m in models]
+        gap = gaps.get(metric)
+        if gap is not None:
+            mark = " *" if gap.significant else ""
+            cells.append(f"{gap.mean:+.2f} [{gap.low:+.2f}, {gap.high:+.2f}]{mark}")
+        table.add_row(names[metric], *cells)
+    table.add_row("chrF++ (corpus)", *[f"{report.models[m].chrf_corpus:.2f}" for m in models],
+                  *([""] if report.differences else []))
+    table.add_row("length / reference", *[f"{report.models[m].length_ratio or 0:.2f}" for m in models],
+                  *([""] if report.differences else []))
+    table.add_row("Devanagari letters", *[f"{100 * report.models[m].devanagari_share:.0f}%" for m in models],
+                  *([""] if report.differences else []))
+    for flag in ("empty", "loop", "copy", "unended", "script"):
+        counts = [str(report.models[m].flagged.get(flag, 0)) for m in models]
+        if any(c != "0" for c in counts):
+            table.add_row(f"rows flagged {flag}", *counts, *([""] if report.differences else []))
+    return table
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from workbench.runs import RunDir
+
+    run = RunDir(Path(args.run))
+    if not (run.path / "config.toml").is_file():
+        _err(f"{run.path}: not a run folder (no config.toml); `workbench runs` lists the runs")
+        return EXIT_USAGE
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    with _library_output_to(run.path / "eval.log") as terminal:
+        console = Console(file=terminal, highlight=False, soft_wrap=not terminal.isatty())
+        from workbench.engine.boot import boot
+
+        note = boot()
+        if note:
+            console.print(f"[yellow]{note}[/]")
+        from workbench.engine.evaluate import EvalRequest, run_eval
+        from workbench.engine.model import load_adapter, load_base
+
+        def models(config: RunConfig, adapter: str | None) -> Any:
+            loaded = load_base(config, lambda m: console.print(f"[dim]{m}[/]"))
+            if adapter:
+                load_adapter(loaded, adapter)
+            return loaded
+
+        progress = Progress(TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+                            TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console)
+        task = progress.add_task("", total=None, rate="")
+        started = time.monotonic()
+        first_done: list[int] = []
+
+        def on_rows(made: list[Any], done: int, total: int) -> None:
+            if not first_done:
+                first_done.append(done - len(made))
+            rate = (done - first_done[0]) / max(1e-9, time.monotonic() - started) * 60
+            progress.update(task, total=total, completed=done, rate=f"{rate:.1f} rows/min")
+
+        request = EvalRequest(run=run, rows=args.rows, base=args.base, source=args.data, split=args.split,
+                              max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                              checkpoint=args.checkpoint, resume=args.resume, name=args.name)
+        with progress:
+            folder, report, complete = run_eval(request, say=lambda m: console.print(f"[dim]{m}[/]"),
+                                                models=models, stop=stop, on_rows=on_rows)
+        console.print(_score_table(report))
+        if report.unscored:
+            console.print(f"[yellow]{len(report.unscored)} rows have no reference: generated, not scored.[/]")
+        console.print(f"rows and scores: {folder}/eval.jsonl, {folder}/eval.json")
+        if not complete:
+            console.print("[yellow]Stopped: the finished rows are kept; --resume continues.[/]")
+            return EXIT_INTERRUPTED
+    return EXIT_OK
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+
+    from workbench import evaluation as ev
+
+    references = ev.read_texts(Path(args.references), args.reference_column)
+    predictions = ev.read_texts(Path(args.predictions), args.prediction_column)
+    report = ev.score_pairs(references, predictions, stem=args.stem)
+    document = report.to_dict()
+    if args.rows:
+        document["rows"] = list(ev.per_row(report))
+    if args.table:
+        Console(highlight=False).print(_score_table(report))
+    else:
+        print(json.dumps(document, ensure_ascii=False, indent=2))
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------------------- preview
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -339,6 +457,25 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
     tr.add_argument("--skip-bad-rows", action="store_true", help="train on the valid rows when some are invalid")
     tr.add_argument("--max-steps", type=int, help="override training.max_steps")
+    ev = sub.add_parser("eval", help="summarize held-out rows with a run's weights (and the base model) and score them")
+    ev.add_argument("--run", required=True, help="the run's folder")
+    ev.add_argument("--rows", type=int, help="held-out rows to use (default: the config's eval.rows; 0: all)")
+    ev.add_argument("--base", action="store_true", help="also summarize with the adapter off, and compare")
+    ev.add_argument("--data", help="held-out rows from this file or hub id (default: the config's)")
+    ev.add_argument("--split", help="split of --data (hub datasets)")
+    ev.add_argument("--max-new-tokens", type=int, help="override eval.max_new_tokens")
+    ev.add_argument("--batch-size", type=int, help="override eval.batch_size (rows generated together)")
+    ev.add_argument("--checkpoint", type=int, help="a checkpoint's step (default: the final adapter, else the newest)")
+    ev.add_argument("--resume", action="store_true", help="continue an eval that was stopped")
+    ev.add_argument("--name", help="the eval's folder under RUN/evals/ (default from weights, rows and --base)")
+    sc = sub.add_parser("score", help="score predictions against references exactly as eval does (JSON out)")
+    sc.add_argument("--references", required=True, help="jsonl / json / csv (with --reference-column) or plain lines")
+    sc.add_argument("--predictions", required=True, help="jsonl / json / csv (with --prediction-column) or plain lines")
+    sc.add_argument("--reference-column")
+    sc.add_argument("--prediction-column")
+    sc.add_argument("--rows", action="store_true", help="per-row scores too")
+    sc.add_argument("--stem", action="store_true", help="Hindi suffix stemming before ROUGE")
+    sc.add_argument("--table", action="store_true", help="a table instead of JSON")
     pr = sub.add_parser("preview", help="print rendered samples and dataset statistics")
     pr.add_argument("--config", required=True)
     pr.add_argument("--data", help="override data.source")
@@ -370,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_tui(args, demo=True)
         gc.enable()  # workbench.launch turned it off for start-up; only the TUI takes it over itself
         handler = {"train": cmd_train, "preview": cmd_preview, "gpus": cmd_gpus, "runs": cmd_runs,
-                   "attach": cmd_attach, "export": cmd_export}[args.command]
+                   "attach": cmd_attach, "export": cmd_export, "eval": cmd_eval, "score": cmd_score}[args.command]
         return handler(args)
     except ConfigError as exc:
         _err(str(exc))
@@ -384,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
             return EXIT_USAGE
         if isinstance(exc, UserError):
             _err(f"{exc.message} {exc.hint}".strip())
-            return EXIT_FAILED
+            return EXIT_USAGE if exc.type in USAGE_ERRORS else EXIT_FAILED
         if settings.debug():
             raise
         from workbench.engine.errors import explain

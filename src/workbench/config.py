@@ -162,6 +162,37 @@ class OutputSection(_Section):
         return value
 
 
+class EvalSection(_Section):
+    heldout_source: str = ""
+    """Rows to judge summaries on: a file or hub id; empty means the bundled held-out split for the bundled
+    data, else the rows data.eval_fraction holds out."""
+    heldout_split: str = "test"
+    """Split of heldout_source (hub datasets)."""
+    rows: int = Field(24, ge=0)
+    """Held-out rows `workbench eval` and the Eval pane summarize; 0 means all."""
+    max_new_tokens: int = Field(256, ge=1, le=8192)
+    """Longest summary generated; one that reaches it is flagged as unended."""
+    batch_size: int = Field(8, ge=1, le=512)
+    """Rows generated together (left-padded); larger is faster where memory allows."""
+    do_sample: bool = False
+    """Sample instead of greedy decoding (greedy is reproducible: a resumed eval gives the same rows)."""
+    temperature: float = Field(0.7, gt=0.0, le=5.0)
+    """Sampling temperature, when do_sample."""
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    """Nucleus sampling, when do_sample."""
+    stem: bool = False
+    """Strip Hindi inflection suffixes before ROUGE (XL-Sum's optional stemmer)."""
+    generate_steps: int = Field(0, ge=0)
+    """During training, summarize generate_rows held-out rows every this many steps (0: off) and chart ROUGE-L
+    and chrF++ beside the loss."""
+    generate_rows: int = Field(4, ge=1, le=256)
+    """Held-out rows summarized at each generate_steps (greedy)."""
+    best_metric: Literal["eval_loss", "rougeL", "chrf"] = "eval_loss"
+    """What marks the best checkpoint (kept from rotation): eval loss, or ROUGE-L / chrF++ of the generation eval."""
+    early_stopping_patience: int = Field(0, ge=0)
+    """Stop when best_metric has not improved for this many evaluations (0: never stop early)."""
+
+
 class RunConfig(_Section):
     model: ModelSection = Field(default_factory=ModelSection)
     """The base model."""
@@ -173,6 +204,8 @@ class RunConfig(_Section):
     """The optimisation schedule."""
     output: OutputSection = Field(default_factory=OutputSection)
     """Where runs are written."""
+    eval: EvalSection = Field(default_factory=EvalSection)
+    """How summaries are judged: held-out rows, decoding, and the generation eval during training."""
 
     @model_validator(mode="after")
     def _coherent(self) -> RunConfig:
@@ -365,6 +398,7 @@ def config_diff(old: RunConfig, new: RunConfig) -> list[FieldChange]:
 RESUMABLE_FIELDS = frozenset({
     "training.max_steps", "training.num_train_epochs", "training.logging_steps", "training.eval_steps",
     "training.save_steps", "training.save_total_limit", "training.auto_retry_oom",
+    *(f"eval.{name}" for name in EvalSection.model_fields),  # judging summaries does not touch the weights
 })
 IGNORED_ON_RESUME = frozenset({"output.runs_dir", "output.run_name"})
 """The run's folder is already chosen."""

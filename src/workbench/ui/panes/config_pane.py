@@ -21,12 +21,12 @@ from workbench.ui.messages import ConfigEdited, ConfigFileLoaded, ConfigFileSave
 from workbench.ui.widgets.deferred import Deferred
 from workbench.ui.widgets.focus_scroll import FocusScroll
 
-SECTIONS = ("model", "lora", "data", "training", "output")
+SECTIONS = ("model", "lora", "data", "training", "eval", "output")
 # Built just after the first frame, which shows the model section: first paint pays for every widget
 # composed, and these are about 200 of the form's 290 (the LoRA section alone, 7 rows with two Selects,
 # cost ~65 ms on a 2-core machine). On a tall terminal its rows appear a frame later; below 50 rows
 # they are below the fold anyway.
-DEFERRED_SECTIONS = ("lora", "data", "training", "output")
+DEFERRED_SECTIONS = ("lora", "data", "training", "eval", "output")
 # Fields whose change alters what the Data pane shows.
 DATA_FIELDS = {("model", "name"), ("model", "max_seq_length")} | {
     ("data", f) for f in ("source", "split", "input_column", "output_column", "template", "instruction",
