@@ -241,7 +241,12 @@ class RunsList(Vertical):
             self._fail(UserError("run_live", f"{run.name} is training: it cannot be renamed now.",
                                  "Stop it first (Train pane, x), then try again."))
             return
-        self.app.push_screen(RenameRun(run), lambda name: self._rename(path, name) if name else None)
+
+        def answered(name: str | None) -> None:
+            if name:
+                self._rename(path, name)
+
+        self.app.push_screen(RenameRun(run), answered)
 
     # Not exclusive: a rename or delete under way is never cancelled by the next key.
     @work(thread=True, exit_on_error=False, group="runs-change")
@@ -291,9 +296,15 @@ class RunsList(Vertical):
         self._say("")
         question = (f"Delete run {result.name}?\n\nThis removes the folder {result.path} for good, with "
                     f"{result.describe()}. It cannot be undone.")
-        path = str(result.path)
-        self.app.push_screen(Confirm(question, yes=f"Delete {result.name}", no="Cancel"),
-                             lambda yes: self._delete(path, result.bytes) if yes else self._say("Not deleted."))
+        path, size = str(result.path), result.bytes
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._delete(path, size)
+            else:
+                self._say("Not deleted.")
+
+        self.app.push_screen(Confirm(question, yes=f"Delete {result.name}", no="Cancel"), answered)
 
     @work(thread=True, exit_on_error=False, group="runs-change")
     def _delete(self, path: str, size: int) -> None:
