@@ -9,6 +9,9 @@
                          checkpoint cut short by a crash is never resumed from
       adapter/           the final LoRA adapter, tokenizer and chat template
 
+A run is deleted by renaming its folder aside to a hidden `.deleting-...` name, then removing that:
+`list_runs` never lists hidden folders, so a run is always either whole or gone from the list.
+
 Run folders are created private to the user (0700). Nothing here imports torch.
 """
 
@@ -17,10 +20,12 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import math
 import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +44,10 @@ CHECKPOINTS_DIR = "checkpoints"
 ADAPTER_DIR = "adapter"
 COMPLETE_MARKER = "workbench-complete"
 _CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+TRASH_PREFIX = ".deleting-"
+"""A run being deleted is first renamed to this prefix (hidden, never listed), then removed."""
+RUN_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+RUN_NAME_MAX = 100
 
 
 def new_run_name(model_name: str, now: _dt.datetime | None = None) -> str:
@@ -148,6 +157,19 @@ class RunDir:
     def events(self) -> list[Event]:
         return list(self.iter_events())
 
+    def loss_curve(self) -> tuple[list[float], list[float]]:
+        """(steps, losses) of every finite training loss, each step once (its first value, as the loss
+        chart keeps it: a resumed run logs the steps after its checkpoint again)."""
+        steps: list[float] = []
+        losses: list[float] = []
+        seen: set[int] = set()
+        for ev in self.iter_events():
+            if isinstance(ev, Log) and ev.loss is not None and math.isfinite(ev.loss) and ev.step not in seen:
+                seen.add(ev.step)
+                steps.append(float(ev.step))
+                losses.append(ev.loss)
+        return steps, losses
+
     # -- checkpoints ------------------------------------------------------------------------------
     def checkpoints(self, complete_only: bool = True) -> list[tuple[int, Path]]:
         found: list[tuple[int, Path]] = []
@@ -251,7 +273,9 @@ def list_runs(runs_dir: str | Path) -> list[RunSummary]:
     root = Path(runs_dir)
     if not root.is_dir():
         return []
-    runs = [RunDir(p).summary() for p in root.iterdir() if p.is_dir() and (p / EVENTS_FILE).exists()]
+    # Hidden folders are skipped: a run being deleted is renamed to one (TRASH_PREFIX) before it is removed.
+    runs = [RunDir(p).summary() for p in root.iterdir()
+            if not p.name.startswith(".") and p.is_dir() and (p / EVENTS_FILE).exists()]
     return sorted(runs, key=lambda r: (r.started or r.path.stat().st_mtime), reverse=True)
 
 
@@ -283,6 +307,159 @@ def free_bytes(path: str | Path) -> int:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     return shutil.disk_usage(probe).free
+
+
+# -- rename and delete ---------------------------------------------------------------------------------
+# Both refuse a live run: its engine appends to events.jsonl and writes checkpoints by path, so a rename
+# would make it fail mid-run and a delete would leave it writing into a folder that is gone. The check and
+# the rename are not one atomic step (another engine could start on the run in between); the window is a
+# few microseconds and needs a user starting a resume of this very run at the same moment.
+
+def check_run_name(name: str) -> str | None:
+    """Why `name` cannot name a run folder, or None. The characters new_run_name makes (letters, digits,
+    `.`, `_`, `-`): safe in a path on every file system and in a shell, never hidden (a leading dot is
+    how deletion hides a run)."""
+    if not name:
+        return "a run needs a name"
+    if len(name) > RUN_NAME_MAX:
+        return f"at most {RUN_NAME_MAX} characters (this is {len(name)})"
+    if not RUN_NAME_RE.fullmatch(name):
+        bad = sorted({ch for ch in name if not re.match(r"[A-Za-z0-9._-]", ch)})
+        if bad:
+            shown = " ".join(repr(ch) for ch in bad[:5])
+            return f"only letters, digits, '.', '_' and '-' (not {shown})"
+        return "it must start with a letter or a digit"
+    return None
+
+
+def _refuse_live(run: RunDir, doing: str) -> None:
+    info = run.engine_info()
+    if run.engine_alive():
+        pid = info.get("pid") if info else "?"
+        raise UserError("run_live", f"{run.name} is training (engine pid {pid}): it cannot be {doing} now.",
+                        "Stop it first (Train pane, x), then try again.")
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return exc.strerror or type(exc).__name__
+
+
+def rename_run(run: RunDir, new_name: str) -> RunDir:
+    """Rename a run's folder in place (same runs folder); the run under its new name. Raises UserError
+    (bad_name, name_taken, run_live, not_found, os_error) with the reason; the run is then untouched."""
+    reason = check_run_name(new_name)
+    if reason:
+        raise UserError("bad_name", f"{new_name!r} cannot name a run: {reason}.", "Choose another name.")
+    if new_name == run.name:
+        raise UserError("bad_name", f"{run.name} already has that name.", "Type a new name.")
+    if not run.path.is_dir():
+        raise UserError("not_found", f"{run.path}: no such run folder (deleted or renamed meanwhile).",
+                        "Refresh the list (f5).")
+    _refuse_live(run, "renamed")
+    target = run.path.parent / new_name
+    # os.rename silently replaces an empty folder at the target: look first. A target that is the same
+    # folder (only the case differs, on a case-insensitive file system) is a rename, not a clash.
+    if (target.exists() or target.is_symlink()) and not _same_file(target, run.path):
+        raise UserError("name_taken", f"{new_name} is taken: {target} already exists.", "Choose another name.")
+    try:
+        os.rename(run.path, target)
+    except OSError as exc:
+        raise UserError("os_error", f"{run.name} could not be renamed to {new_name}: {_os_reason(exc)}.",
+                        f"Check the permissions of {run.path.parent}.") from None
+    return RunDir(target)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class RunInventory:
+    """What deleting a run loses (for the question that confirms it)."""
+
+    name: str
+    path: Path
+    live_pid: int | None
+    """The engine training it now, if any (a live run cannot be deleted)."""
+    steps: int
+    checkpoints: int
+    has_adapter: bool
+    exports: tuple[str, ...]
+    """Folders saved from it that live inside it (export-lora, export-merged, ...)."""
+    bytes: int
+    files: int
+
+    def describe(self) -> str:
+        parts = [f"its loss history ({self.steps} steps logged)" if self.steps else "its event log", "its config"]
+        if self.checkpoints:
+            parts.append(f"{self.checkpoints} checkpoint{'s' * (self.checkpoints != 1)}")
+        if self.has_adapter:
+            parts.append("the final adapter")
+        if self.exports:
+            parts.append(f"{len(self.exports)} export{'s' * (len(self.exports) != 1)} saved inside it "
+                         f"({', '.join(self.exports)})")
+        return f"{', '.join(parts)}: {format_bytes(self.bytes)} in {self.files} files"
+
+
+def format_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
+def run_inventory(run: RunDir) -> RunInventory:
+    """What is in a run folder. Walks it (a merged 9B export is a few large files, so this is quick)."""
+    total = files = 0
+    for folder, _dirs, names in os.walk(run.path):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+                files += 1
+    info = run.engine_info()
+    pid = info.get("pid") if info else None
+    live = pid if isinstance(pid, int) and run.engine_alive() else None
+    exports = tuple(sorted(p.name for p in run.path.glob("export-*") if p.is_dir())) if run.path.is_dir() else ()
+    steps = sum(1 for ev in run.iter_events() if isinstance(ev, Log))
+    return RunInventory(run.name, run.path, live, steps, len(run.checkpoints(complete_only=False)),
+                        _is_adapter(run.adapter_dir), exports, total, files)
+
+
+@dataclass(frozen=True)
+class Deleted:
+    name: str
+    leftover: Path | None
+    """Set when the folder was taken out of the runs list but some of its files could not be removed:
+    the hidden folder that holds them."""
+    reason: str = ""
+
+
+def delete_run(run: RunDir) -> Deleted:
+    """Delete a run folder, never half: it is first renamed aside to a hidden name (one atomic step: the
+    run is then either whole and listed, or out of the list), then removed. A failure before the rename
+    raises UserError and leaves the run as it was; a failure while removing reports the leftover folder."""
+    if not run.path.is_dir():
+        raise UserError("not_found", f"{run.path}: no such run folder (deleted or renamed meanwhile).",
+                        "Refresh the list (f5).")
+    _refuse_live(run, "deleted")
+    aside = run.path.parent / f"{TRASH_PREFIX}{run.name}-{os.getpid()}-{time.time_ns()}"
+    try:
+        os.rename(run.path, aside)
+    except OSError as exc:
+        raise UserError("os_error", f"{run.name} could not be deleted: {_os_reason(exc)}.",
+                        f"Nothing was removed. Check the permissions of {run.path.parent}.") from None
+    try:
+        shutil.rmtree(aside)
+    except OSError as exc:
+        return Deleted(run.name, aside, _os_reason(exc))
+    return Deleted(run.name, None)
 
 
 # -- weights ------------------------------------------------------------------------------------------

@@ -14,12 +14,15 @@ from textual.widgets import ProgressBar
 from textual.widgets._progress_bar import Bar
 
 from tests.ui.conftest import wait_for
+from tests.ui.scenarios import T0
 from tests.ui.scripted import scripted_app_factory
 from workbench import requests as rq
-from workbench.protocol import Error
+from workbench.protocol import Error, Log, TrainStart
+from workbench.runs import RunDir
 from workbench.ui.app import WorkbenchApp
+from workbench.ui.panes.train_pane import TrainPane
 from workbench.ui.widgets import loss_chart
-from workbench.ui.widgets.loss_chart import LossChart
+from workbench.ui.widgets.loss_chart import ChartData, LossChart, chart_view, downsample, honest_range, smooth
 
 
 class ChartApp(App[None]):
@@ -162,3 +165,81 @@ async def test_a_postponed_drawing_is_made_when_shown_not_while_hidden(drawn_on:
                        "the drawing once shown")
         assert drawn_on[1:] and threading.main_thread().name not in drawn_on[1:], drawn_on
         assert chart.drawing.size == chart.size
+
+
+# -- the chart's controls and its y axis ---------------------------------------------------------------
+
+def fresh(chart: LossChart) -> bool:
+    return chart.drawing is not None and chart.drawing.version == chart._version
+
+
+async def test_zoom_and_smoothing_keys_change_what_is_drawn(demo_config_path: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    losses = [3.0 / (1 + s / 50) + 0.05 * ((s * 37) % 11 - 5) / 5 for s in range(1, 501)]
+    run = RunDir.create(Path("runs"), "five-hundred")
+    run.append(TrainStart(t=T0, run=run.name, total_steps=500, run_dir=str(run.path), train_rows=8, effective_batch=1))
+    for step, loss in enumerate(losses, start=1):
+        run.append(Log(t=T0 + step, run=run.name, step=step, total_steps=500, loss=loss))
+    app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await app.panes_mounted()
+        app.query_one(TrainPane).replay(run.path)
+        await pilot.press("3")
+        chart = app.query_one(LossChart)
+        await wait_for(pilot, lambda: fresh(chart) and chart.drawing.points_per_series > 0, 10, "the run drawn")
+        view = chart.drawing.view
+        assert view.title == "loss · all steps · smoothing 0.6" and view.x_range is None
+        target = 2 * chart.drawing.size.width  # two points per column
+        assert target < 500 and len(view.get("raw").xs) == target and view.get("raw").xs[-1] == 500.0
+
+        await pilot.press("plus", "plus")  # all -> last 1000 -> last 200
+        await wait_for(pilot, lambda: fresh(chart), 10, "the zoomed drawing")
+        view = chart.drawing.view
+        assert view.title.startswith("loss · last 200 steps") and view.x_range == (301.0, 500.0)
+        window = [float(s) for s in range(301, 501)]
+        assert (view.get("raw").xs, view.get("raw").ys) == downsample(window, losses[300:], target)
+        # smoothed over the whole run, then cut: the curve goes on from step 300's average, not afresh
+        assert view.get("smoothed").ys == downsample(window, smooth(losses, 0.6)[300:], target)[1]
+        assert "last 200 steps" in chart.drawing.text.plain, "the title on the chart says so"
+
+        await pilot.press("plus", "plus")  # to 50, then nothing narrower
+        await wait_for(pilot, lambda: fresh(chart), 10, "the narrowest drawing")
+        assert chart.drawing.view.get("raw").xs == [float(s) for s in range(451, 501)], "50 points: all drawn"
+        assert chart.drawing.view.get("raw").ys == losses[450:]
+        await pilot.press("minus", "minus", "minus", "minus")
+        await wait_for(pilot, lambda: fresh(chart), 10, "all steps again")
+        assert chart.drawing.view.x_range is None and len(chart.drawing.view.get("raw").xs) == target
+
+        await pilot.press("s")  # 0.6 -> 0.9
+        await wait_for(pilot, lambda: fresh(chart), 10, "smoother")
+        view = chart.drawing.view
+        assert "smoothing 0.9" in view.title
+        assert view.get("smoothed").ys == downsample([float(s) for s in range(1, 501)], smooth(losses, 0.9), target)[1]
+        await pilot.press("s")  # -> off: the raw curve alone, in the active run's colour
+        await wait_for(pilot, lambda: fresh(chart), 10, "unsmoothed")
+        view = chart.drawing.view
+        assert "smoothing off" in view.title and view.labels == ("raw",) and view.get("raw").color == "cyan"
+        await pilot.press("s")
+        await wait_for(pilot, lambda: fresh(chart), 10, "back to 0.6")
+        assert chart.drawing.view.labels == ("raw", "smoothed")
+
+
+def test_a_loss_that_barely_moves_is_drawn_flat():
+    # 2.000 +- 0.002: autoscaled, this noise would fill the chart's height
+    flat = [2.0 + 0.002 * ((s * 37) % 11 - 5) / 5 for s in range(1, 201)]
+    view = chart_view(ChartData(1, [float(s) for s in range(1, 201)], flat, [], []), 100)
+    lo, hi = view.y_range
+    assert hi - lo >= 0.05 * 2.002 - 1e-9, "at least 5% of the loss's size"
+    assert lo < min(flat) and hi > max(flat) and abs((lo + hi) / 2 - (min(flat) + max(flat)) / 2) < 1e-9
+    # a real descent keeps its own range: the data's
+    falling = [7.6 - 0.01 * s for s in range(200)]
+    view = chart_view(ChartData(1, [float(s) for s in range(200)], falling, [], []), 100)
+    assert view.y_range == (min(falling), max(falling))
+
+
+def test_honest_range_stays_at_or_above_zero():
+    assert honest_range(0.0, 0.0) == (0.0, 1e-6), "an all-zero loss: a small range from zero, not below it"
+    lo, hi = honest_range(0.01, 0.0101)  # a small loss that barely moves: relative, like any other
+    assert lo >= 0 and hi - lo >= 0.0101 * 0.05 - 1e-12
+    assert honest_range(0.04, 0.05) == (0.04, 0.05), "0.05 -> 0.04 is a 20% move: drawn as it is"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import importlib
+import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -57,6 +58,11 @@ DEFERRED_PANES = {
 }
 
 
+def _same_path(a: str | Path, b: str | Path) -> bool:
+    # The engine names runs by absolute path, the Runs list by the config's (often relative) runs_dir.
+    return os.path.abspath(a) == os.path.abspath(b)
+
+
 class WorkbenchScreen(Screen[None]):
     """The main screen. Moving the focus does not repaint all of it.
 
@@ -91,6 +97,8 @@ class WorkbenchApp(App[int]):
     engine_state: reactive[str] = reactive("starting", init=False)
     active_run: reactive[str | None] = reactive(None, init=False)
     """The run the Train, Chat and Save panes are about: just started, attached to, or opened from Runs."""
+    compare_run: reactive[str | None] = reactive(None, init=False)
+    """A second run whose loss curve the Train pane's chart overlays (marked in the Runs list)."""
 
     def __init__(
         self,
@@ -382,6 +390,13 @@ class WorkbenchApp(App[int]):
             if self._built(pane_id):
                 pane().run_dir = run_dir
 
+    def watch_compare_run(self, run_dir: str | None) -> None:
+        if not self.is_running:
+            return
+        for pane_id in ("train-pane", "save-pane"):
+            if self._built(pane_id):
+                self.query_one(f"#{pane_id}").compare_run = run_dir  # type: ignore[attr-defined]
+
     def watch_dirty(self) -> None:
         self._update_status()
 
@@ -460,8 +475,21 @@ class WorkbenchApp(App[int]):
         self.action_pane("train")
 
     def on_runs_changed(self, message: msg.RunsChanged) -> None:
+        if message.renamed:  # what pointed into the old folder follows it
+            old, new = message.renamed
+            if self.active_run and _same_path(self.active_run, old):
+                self.active_run = new
+            if self.compare_run and _same_path(self.compare_run, old):
+                self.compare_run = new
+            if _same_path(self.config_path.parent, old):
+                self.config_path = Path(new) / self.config_path.name
         if self.active_run and not Path(self.active_run).exists():
             self.active_run = None
+        if self.compare_run and not Path(self.compare_run).exists():
+            self.compare_run = None
+
+    def on_compare_run(self, message: msg.CompareRun) -> None:
+        self.compare_run = message.run_dir
 
     # -- actions --------------------------------------------------------------------------------
     def action_pane(self, pane: str) -> None:

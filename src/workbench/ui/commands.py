@@ -15,6 +15,10 @@ PANE_ACTIONS = (
     ("Start training", "train", "start", "train with the current config"),
     ("Stop training", "train", "stop", "stop at the step boundary and checkpoint"),
     ("Resume training", "train", "resume", "continue from the newest checkpoint"),
+    ("Zoom in on the loss chart", "train", "zoom_in", "all steps, last 1000, 200, 50 (+)"),
+    ("Zoom out of the loss chart", "train", "zoom_out", "back towards all steps (-)"),
+    ("Loss smoothing", "train", "smoothing", "cycle the EMA weight: 0.6, 0.9, off (s)"),
+    ("Search the training log", "train", "search_log", "highlight lines; n / N between them (/)"),
     ("Save config", "config", "save", "write the config TOML"),
     ("Load config", "config", "load", "read the TOML named in the path box"),
     ("Next data row", "data", "next_row", "Data pane"),
@@ -24,6 +28,9 @@ PANE_ACTIONS = (
     ("Fill chat from held-out row", "chat", "fill_heldout", "Chat pane"),
     ("Save model", "save", "save", "save adapter / merged / GGUF"),
     ("Refresh runs", "save", "refresh_runs", "Save/Runs pane"),
+    ("Compare with the selected run", "save", "compare_run", "overlay its loss curve on the active run's (c)"),
+    ("Rename the selected run", "save", "rename_run", "Save/Runs pane (r)"),
+    ("Delete the selected run", "save", "delete_run", "asks first; refused while it trains (d)"),
 )
 
 

@@ -17,6 +17,9 @@ HELP = """\
 | ctrl+s | save the config (Config pane) or the model (Save pane) |
 | n / p / g / s | Data: next row, previous row, jump to row, recompute statistics |
 | t / x / r | Train: start, stop (checkpoint), resume |
+| + / - / s | Train: zoom the loss chart (all steps, last 1000, 200, 50), cycle its smoothing (0.6, 0.9, off) |
+| / then n / N | Train: search the log, next (newer) / previous (older) match; enter goes to the log, esc closes; l focuses the log |
+| c / r / d | Runs list: compare with the active run on the chart, rename, delete (asks first) |
 | ctrl+g / esc | Chat: send, cancel |
 | esc | leave a text box (then 1-5 and the pane keys work) |
 | F1 | this help |

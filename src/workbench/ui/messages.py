@@ -97,4 +97,20 @@ class OpenRun(Message):
 
 
 class RunsChanged(Message):
-    """A run was deleted or renamed on disk."""
+    """A run was deleted or renamed on disk: whatever pointed at it (the active run, the compared run, the
+    config path) follows the rename or lets go of a deleted run."""
+
+    def __init__(self, renamed: tuple[str, str] | None = None, deleted: str | None = None) -> None:
+        super().__init__()
+        self.renamed = renamed
+        """(old folder, new folder)."""
+        self.deleted = deleted
+        """The folder that is gone."""
+
+
+class CompareRun(Message):
+    """The user marked a run to overlay on the active run's loss curve (None: no overlay)."""
+
+    def __init__(self, run_dir: str | None) -> None:
+        super().__init__()
+        self.run_dir = run_dir

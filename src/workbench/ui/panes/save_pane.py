@@ -1,28 +1,28 @@
 """Save / Runs pane: export the active run's weights (LoRA adapter, merged 16-bit, GGUF where llama.cpp is
-present), proven to reload before it says "Saved", and the list of past runs, any of which opens with
-its curves replayed and its own config."""
+present), proven to reload before it says "Saved", and the list of past runs (widgets/runs_list.py): any
+of them opens with its curves replayed and its own config, is overlaid on the active run's chart,
+renamed or deleted."""
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
-from textual.widgets import Button, DataTable, Input, RadioSet, Select, Static
+from textual.widgets import Button, Input, RadioSet, Select, Static
 
 from workbench import requests as rq
 from workbench.config import RunConfig
 from workbench.protocol import Error
-from workbench.runs import RunDir, RunSummary, list_runs
+from workbench.runs import RunDir
 from workbench.save_kinds import SAVE_KINDS, SAVE_TITLES, SaveKind, unavailable_reason
 from workbench.ui.bridge import EngineBridge
-from workbench.ui.messages import OpenRun
 from workbench.ui.widgets.confirm import Confirm
+from workbench.ui.widgets.runs_list import RunsList
 from workbench.ui.widgets.toggles import StateRadioButton
 
 FINAL = "final"
@@ -40,9 +40,8 @@ class SavePane(Vertical):
     config: reactive[RunConfig] = reactive(RunConfig, always_update=True, init=False)
     run_dir: reactive[str | None] = reactive(None, init=False)
     """The active run: what is saved, and where by default (inside it)."""
-
-    runs_listed = 0
-    """How many times the runs table was filled (tests wait on it: the list is read in a thread)."""
+    compare_run: reactive[str | None] = reactive(None, init=False)
+    """The run overlaid on the active run's chart (marked in the list)."""
 
     def __init__(self, engine: EngineBridge, config: RunConfig, run_dir: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -65,11 +64,9 @@ class SavePane(Vertical):
             yield Input("", id="save-path", placeholder="folder to save to")
             yield Button("Save", id="save-button", variant="primary")
         yield Static("", id="save-message")
-        yield Static("[b]Runs[/b] (Enter opens one: its curves, its config, its weights)", classes="section-title")
-        yield DataTable(id="runs-table", cursor_type="row", zebra_stripes=True)
+        yield RunsList(id="runs")
 
     def on_mount(self) -> None:
-        self.query_one("#runs-table", DataTable).add_columns("run", "status", "step", "final loss", "model")
         self.watch_run_dir(self.run_dir)
         self.action_refresh_runs()
 
@@ -78,6 +75,7 @@ class SavePane(Vertical):
         """A new active run: its weights to choose from, and a target inside it (never the last run's)."""
         if not self.is_mounted:
             return
+        self.query_one(RunsList).active_run = run_dir
         source = self.query_one("#save-source", Static)
         weights = self.query_one("#save-weights", Select)
         if run_dir is None:
@@ -161,32 +159,26 @@ class SavePane(Vertical):
         self.query_one("#save-message", Static).update(Text(text, style="red" if error else "green"))
 
     # -- runs -------------------------------------------------------------------------------------
+    def watch_compare_run(self, run_dir: str | None) -> None:
+        self.query_one(RunsList).compare_run = run_dir
+
     def action_refresh_runs(self) -> None:
-        self._read_runs(self.config.output.runs_dir)
+        self.query_one(RunsList).refresh_runs(self.config.output.runs_dir)
 
-    @work(thread=True, exclusive=True, exit_on_error=False, group="runs")
-    def _read_runs(self, runs_dir: str) -> None:
-        # A run's summary reads its whole events.jsonl (about 40 ms for a 10,000-step run), and this
-        # runs after every training and on every visit to the pane: off the UI thread.
-        runs = list_runs(runs_dir)
-        with contextlib.suppress(RuntimeError):  # the app closed meanwhile
-            self.app.call_from_thread(self._show_runs, runs)
+    # The list's own keys (c, r, d) act where the list has the focus; these are for the command palette.
+    def action_compare_run(self) -> None:
+        self.query_one(RunsList).action_compare_run()
 
-    def _show_runs(self, runs: list[RunSummary]) -> None:
-        table = self.query_one("#runs-table", DataTable)
-        selected = table.cursor_row
-        table.clear()
-        for r in runs:
-            loss = f"{r.final_loss:.4f}" if r.final_loss is not None else "–"
-            table.add_row(r.name, r.status, f"{r.step}/{r.total_steps}", loss, r.model, key=str(r.path))
-        if runs:
-            table.move_cursor(row=min(selected, len(runs) - 1))
-        self.runs_listed += 1
+    def action_rename_run(self) -> None:
+        self.query_one(RunsList).action_rename_run()
 
-    @on(DataTable.RowSelected, "#runs-table")
-    def _open(self, event: DataTable.RowSelected) -> None:
-        self.post_message(OpenRun(str(event.row_key.value)))
+    def action_delete_run(self) -> None:
+        self.query_one(RunsList).action_delete_run()
+
+    @property
+    def runs_listed(self) -> int:
+        """How many times the runs table was filled (tests wait on it: the list is read in a thread)."""
+        return self.query_one(RunsList).listed
 
     def runs_shown(self) -> list[str]:
-        table = self.query_one("#runs-table", DataTable)
-        return [str(table.get_row_at(i)[0]) for i in range(table.row_count)]
+        return self.query_one(RunsList).shown()

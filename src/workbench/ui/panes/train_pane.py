@@ -1,4 +1,5 @@
-"""Train pane: start / stop / resume, the live loss curve and metrics, log lines, and the GPU panel."""
+"""Train pane: start / stop / resume, the live loss curve (zoom, smoothing, a second run to compare) and
+metrics, the log (scrolled and searched: widgets/search_log.py), and the GPU panel."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.reactive import reactive
 from textual.widgets import Button, ProgressBar, RichLog, Static
@@ -34,10 +36,19 @@ from workbench.ui.history import History, event_key, fold
 from workbench.ui.messages import GpuSample, RunStarted, TrainingFinished
 from workbench.ui.widgets.gpu_panel import GpuPanel
 from workbench.ui.widgets.loss_chart import LossChart
+from workbench.ui.widgets.search_log import LogView, SearchLog
 
 
 class TrainPane(Horizontal):
-    BINDINGS = [("t", "start", "Start"), ("x", "stop", "Stop"), ("r", "resume", "Resume")]
+    BINDINGS = [
+        ("t", "start", "Start"), ("x", "stop", "Stop"), ("r", "resume", "Resume"),
+        # The chart's controls: one key-bar entry for the pair of zoom keys ("=" is "+" without shift).
+        Binding("plus,equals_sign", "zoom_in", "Zoom", key_display="+/-"),
+        Binding("minus", "zoom_out", "Zoom out", show=False),
+        Binding("s", "smoothing", "Smoothing"),
+        Binding("slash", "search_log", "Search log"),
+        Binding("l", "focus_log", "Log", show=False),
+    ]
     LOG_LINES = 2000  # the RichLog keeps this many lines; a replay writes no more than that
 
     config: reactive[RunConfig] = reactive(RunConfig, always_update=True, init=False)
@@ -47,6 +58,8 @@ class TrainPane(Horizontal):
     invalid_fields: reactive[tuple[str, ...]] = reactive((), init=False)
     """Config fields that do not validate: Start refuses until they are fixed."""
     engine_pid: reactive[int | None] = reactive(None, init=False)
+    compare_run: reactive[str | None] = reactive(None, init=False)
+    """A second run whose loss curve the chart overlays."""
 
     def __init__(self, engine: EngineBridge, config: RunConfig, run_dir: str | None = None,
                  invalid_fields: tuple[str, ...] = (), gpu_module: Any = None, **kwargs: Any) -> None:
@@ -78,7 +91,8 @@ class TrainPane(Horizontal):
             yield Static("Not started. Press Start (t) to train with the current config.", id="train-phase")
             yield Static("", id="train-metrics")
             yield LossChart(id="loss-chart")
-            yield RichLog(id="train-log", max_lines=self.LOG_LINES, wrap=True, markup=True)
+            yield LogView(SearchLog(id="train-log", max_lines=self.LOG_LINES, wrap=True, markup=True),
+                          id="train-log-view")
         with Vertical(id="train-right"):
             yield GpuPanel(id="gpu-panel")
 
@@ -135,9 +149,38 @@ class TrainPane(Horizontal):
             self.engine.request(rq.Stop())
             self.query_one("#train-phase", Static).update("Stopping at the next step boundary, then saving a checkpoint…")
 
-    def watch_run_dir(self) -> None:
+    def watch_run_dir(self, run_dir: str | None) -> None:
         if self.is_mounted:
             self._buttons()
+            if run_dir and not self.running:  # opened, or renamed: the label names the folder as it is now
+                self.query_one("#train-run", Static).update(f"run: {Path(run_dir).name}")
+            self._overlay()
+
+    # -- the chart's controls ---------------------------------------------------------------------
+    def watch_compare_run(self) -> None:
+        if self.is_mounted:
+            self._overlay()
+
+    def _overlay(self) -> None:
+        # A run compared with itself is no comparison: the active run's own curves are enough.
+        other, active = self.compare_run, self.run_dir
+        same = other is not None and active is not None and Path(other).absolute() == Path(active).absolute()
+        self.query_one(LossChart).compare_with(None if same else other)
+
+    def action_zoom_in(self) -> None:
+        self.query_one(LossChart).zoom(+1)
+
+    def action_zoom_out(self) -> None:
+        self.query_one(LossChart).zoom(-1)
+
+    def action_smoothing(self) -> None:
+        self.query_one(LossChart).cycle_smoothing()
+
+    def action_search_log(self) -> None:
+        self.query_one(LogView).open_search()
+
+    def action_focus_log(self) -> None:
+        self.query_one(LogView).focus_log()
 
     def _train(self, resume: bool) -> None:
         if self.running:
@@ -272,6 +315,8 @@ class TrainPane(Horizontal):
             log.write(Text("\n").join(Text.from_markup(line) for line in history.lines))
         if history.start:
             self._show_start(history.start)
+            # The folder's name now: the events were written under the name it had then (a renamed run).
+            self.query_one("#train-run", Static).update(f"run: {run.name}")
         if history.progress:
             total, progress = history.progress
             self.query_one("#train-progress", ProgressBar).update(total=total, progress=progress)

@@ -11,6 +11,22 @@ lines included, is made in a thread, and until it is ready the widget keeps show
 (a few hundred milliseconds old at most). Only when there is no drawing for the widget's size and
 theme (first show, resize, theme change) is it drawn at once. The GIL still interleaves the thread with
 the UI, but in slices of the interpreter's switch interval (5 ms) instead of one long block.
+
+The controls (zoom to the last N steps, the smoothing weight, a second run's curve to compare) only
+change what the next drawing is made of: a key press costs the UI thread a version bump, and the
+drawing, title included, follows in the thread like any other change. What is drawn is decided by
+`chart_view` (pure: tests assert on its `ChartView`), and plotext only draws it.
+
+The y axis is honest about how much the loss moves: it spans the data, but never less than
+`MIN_SPAN_FRACTION` (5%) of the loss's size. Plain autoscaling stretched any range to the full height,
+so a run whose loss did not move (a learning rate of zero, a frozen adapter) drew its noise of a few
+thousandths as a dramatic curve. Changes in a loss are read relative to its size (2.30 -> 2.29 is
+nothing, 0.05 -> 0.04 is a lot), so the floor is relative: a loss that moves less than 5% is drawn
+nearly flat, with the axis labels showing the true numbers, and a real descent, or a zoom into a real
+trend, still fills the height. Anchoring at zero was rejected: it squashes ordinary curves (7.6 -> 5.9
+would use the top quarter). Including the first loss was rejected too: it is already in the range
+when the whole run is shown, does not help a run whose first loss is inside the noise, and would undo
+every zoom.
 """
 
 from __future__ import annotations
@@ -21,6 +37,7 @@ import threading
 import time
 from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -34,6 +51,8 @@ from textual.strip import Strip
 from textual.timer import Timer
 from textual_plotext import PlotextPlot
 from textual_plotext.plot import Plot
+
+from workbench.runs import RunDir
 
 
 def downsample(xs: list[float], ys: list[float], target: int) -> tuple[list[float], list[float]]:
@@ -60,6 +79,28 @@ def smooth(values: list[float], weight: float = 0.6) -> list[float]:
     return out
 
 
+WINDOWS: tuple[int | None, ...] = (None, 1000, 200, 50)
+"""What the zoom keys step through: all steps, then the last N (+ narrows, - widens)."""
+SMOOTHINGS: tuple[float, ...] = (0.6, 0.9, 0.0)
+"""The EMA weights the smoothing key cycles through (0.6 first: the default; 0 is off, raw only)."""
+MIN_SPAN_FRACTION = 0.05
+"""The y axis spans at least this fraction of the loss's size (see the module's docstring)."""
+
+# The active run's main curve is cyan and the compared run's magenta, here and in the Runs list.
+ACTIVE_COLOR, RAW_COLOR, COMPARE_COLOR, EVAL_COLOR = "cyan", "gray", "magenta", "orange"
+
+
+@dataclass(frozen=True)
+class Overlay:
+    """Another run's loss curve, drawn over the active run's. Immutable: drawings share it, uncopied."""
+
+    name: str
+    steps: tuple[float, ...]
+    losses: tuple[float, ...]
+    note: str = ""
+    """Why it has no points (its events could not be read), shown in the title."""
+
+
 @dataclass(frozen=True)
 class ChartData:
     """A copy of the history to draw, owned by whoever draws it (the UI thread keeps appending)."""
@@ -69,6 +110,103 @@ class ChartData:
     losses: list[float]
     eval_steps: list[float]
     eval_losses: list[float]
+    window: int | None = None
+    """Show only the last this many steps (None: all)."""
+    smoothing: float = SMOOTHINGS[0]
+    """The EMA weight of the smoothed curves (0: none drawn)."""
+    overlay: Overlay | None = None
+
+
+@dataclass(frozen=True)
+class Series:
+    label: str
+    color: str
+    xs: list[float]
+    ys: list[float]
+    scatter: bool = False
+
+
+@dataclass(frozen=True)
+class ChartView:
+    """What a drawing shows: the series handed to plotext (windowed, smoothed, downsampled), the axes'
+    ranges and the title that states the controls."""
+
+    title: str
+    series: tuple[Series, ...] = ()
+    x_range: tuple[float, float] | None = None
+    """Set when zoomed: the window's steps."""
+    y_range: tuple[float, float] | None = None
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return tuple(s.label for s in self.series)
+
+    def get(self, label: str) -> Series | None:
+        return next((s for s in self.series if s.label == label), None)
+
+
+def honest_range(lo: float, hi: float) -> tuple[float, float]:
+    """[lo, hi] widened around its middle to at least MIN_SPAN_FRACTION of the values' size, and kept
+    at or above zero when the values are (a loss is never negative)."""
+    floor = max(abs(lo), abs(hi)) * MIN_SPAN_FRACTION or 1e-6
+    if hi - lo >= floor:
+        return lo, hi
+    mid = (lo + hi) / 2
+    new_lo, new_hi = mid - floor / 2, mid + floor / 2
+    if lo >= 0 > new_lo:
+        new_lo, new_hi = 0.0, floor
+    return new_lo, new_hi
+
+
+def window_text(window: int | None) -> str:
+    return "all steps" if window is None else f"last {window} steps"
+
+
+def smoothing_text(weight: float) -> str:
+    return f"smoothing {weight:g}" if weight > 0 else "smoothing off"
+
+
+def chart_view(data: ChartData, width: int) -> ChartView:
+    """The series to draw for `data` on a chart `width` columns wide. Smoothing runs over the whole history
+    before the window is cut, so a zoomed smoothed curve goes on from the full one instead of starting
+    afresh at the window's edge."""
+    target = max(20, width * 2)
+    overlay = data.overlay if data.overlay and data.overlay.steps else None
+    end = data.steps[-1] if data.steps else (overlay.steps[-1] if overlay else None)
+    lo = end - data.window + 1 if data.window is not None and end is not None else None
+
+    def cut(xs: list[float] | tuple[float, ...],
+            ys: list[float] | tuple[float, ...]) -> tuple[list[float], list[float]]:
+        if lo is None or end is None:
+            return list(xs), list(ys)
+        kept = [(x, y) for x, y in zip(xs, ys, strict=True) if lo <= x <= end]
+        return [x for x, _ in kept], [y for _, y in kept]
+
+    series: list[Series] = []
+    weight = data.smoothing
+    if data.steps:
+        xs, ys = downsample(*cut(data.steps, data.losses), target)
+        series.append(Series("raw", RAW_COLOR if weight > 0 else ACTIVE_COLOR, xs, ys))
+        if weight > 0:
+            sx, sy = downsample(*cut(data.steps, smooth(data.losses, weight)), target)
+            series.append(Series("smoothed", ACTIVE_COLOR, sx, sy))
+    if overlay is not None:
+        oys = smooth(list(overlay.losses), weight) if weight > 0 else overlay.losses
+        ox, oy = downsample(*cut(overlay.steps, oys), target)
+        if ox:
+            series.append(Series(f"vs {overlay.name}", COMPARE_COLOR, ox, oy))
+    if data.eval_steps:
+        ex, ey = cut(data.eval_steps, data.eval_losses)
+        if ex:
+            series.append(Series("eval", EVAL_COLOR, ex, ey, scatter=True))
+    values = [y for s in series for y in s.ys]
+    y_range = honest_range(min(values), max(values)) if values else None
+    first_x = min((s.xs[0] for s in series if s.xs), default=None)
+    x_range = (max(lo, first_x), end) if lo is not None and end is not None and first_x is not None else None
+    title = f"loss · {window_text(data.window)} · {smoothing_text(weight)}"
+    if data.overlay is not None:
+        title += f" · vs {data.overlay.name}" + ("" if overlay else f" ({data.overlay.note or 'no losses'})")
+    return ChartView(title, tuple(series), x_range, y_range)
 
 
 @dataclass(frozen=True, eq=False)  # compared by identity: render_lines keys its cache on the drawing
@@ -82,6 +220,7 @@ class Drawing:
     """The text as the widget's lines (`size.height` of them, `size.width` cells each)."""
     points_per_series: int
     """How many points each loss series handed to plotext (the downsampled count)."""
+    view: ChartView
 
 
 def to_strips(text: Text, size: Size, base: Style) -> list[Strip]:
@@ -105,24 +244,26 @@ def draw(plot: Plot, data: ChartData, size: Size, theme: str, base: Style) -> Dr
     widget's own style `base`. Pure apart from `plot`, which it reuses."""
     plot.clear_data()
     plot.clear_figure()
-    plot.title("loss")
+    view = chart_view(data, size.width)
+    plot.title(view.title)
     plot.xlabel("step")
-    drawn = 0
-    if data.steps:
-        width = max(20, size.width * 2)
-        xs, ys = downsample(data.steps, data.losses, width)
-        plot.plot(xs, ys, label="raw", marker="braille", color="gray")
-        sx, sy = downsample(data.steps, smooth(data.losses), width)
-        plot.plot(sx, sy, label="smoothed", marker="braille", color="cyan")
-        drawn = len(xs)
-        if data.eval_steps:
-            plot.scatter(data.eval_steps, data.eval_losses, label="eval", marker="●", color="orange")
+    for series in view.series:
+        if series.scatter:
+            plot.scatter(series.xs, series.ys, label=series.label, marker="●", color=series.color)
+        else:
+            plot.plot(series.xs, series.ys, label=series.label, marker="braille", color=series.color)
+    if view.x_range is not None:
+        plot.xlim(*view.x_range)
+    if view.y_range is not None:
+        plot.ylim(*view.y_range)
+    raw = view.get("raw")
+    drawn = len(raw.xs) if raw else 0
     # What textual-plotext's own render does: the size set twice (its issue #5), then the theme.
     plot.plotsize(size.width, size.height)
     plot._set_size(size.width, size.height)
     plot.theme(theme)
     text = Text.from_ansi(plot.build())
-    return Drawing(size, theme, data.version, text, to_strips(text, size, base), drawn)
+    return Drawing(size, theme, data.version, text, to_strips(text, size, base), drawn, view)
 
 
 class LossChart(PlotextPlot):  # type: ignore[misc]  # textual-plotext has no type information
@@ -136,6 +277,14 @@ class LossChart(PlotextPlot):  # type: ignore[misc]  # textual-plotext has no ty
             self.drawing = drawing
             """None when drawing failed: the widget keeps the previous one."""
 
+    class OverlayRead(Message):
+        """A compared run's curve was read (posted from the reading thread)."""
+
+        def __init__(self, request: int, overlay: Overlay) -> None:
+            super().__init__()
+            self.request = request
+            self.overlay = overlay
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.steps: list[float] = []
@@ -143,6 +292,11 @@ class LossChart(PlotextPlot):  # type: ignore[misc]  # textual-plotext has no ty
         self.eval_steps: list[float] = []
         self.eval_losses: list[float] = []
         self._seen: set[int] = set()
+        self.window: int | None = WINDOWS[0]
+        self.smoothing: float = SMOOTHINGS[0]
+        self.overlay: Overlay | None = None
+        self._overlay_path: str | None = None
+        self._overlay_request = 0
         self._dirty = True
         self._version = 0  # bumped by replot(): the drawing's input changed
         self._drawn: Drawing | None = None
@@ -176,6 +330,53 @@ class LossChart(PlotextPlot):  # type: ignore[misc]  # textual-plotext has no ty
             self.eval_losses.append(loss)
             self._dirty = True
 
+    # -- controls (each a version bump on the UI thread; the drawing follows in the thread) ----------
+    def zoom(self, steps: int) -> None:
+        """Narrow (positive) or widen (negative) the window of steps shown, through WINDOWS."""
+        index = WINDOWS.index(self.window) if self.window in WINDOWS else 0
+        index = min(max(index + steps, 0), len(WINDOWS) - 1)
+        if WINDOWS[index] != self.window:
+            self.window = WINDOWS[index]
+            self.replot()
+
+    def cycle_smoothing(self) -> None:
+        index = SMOOTHINGS.index(self.smoothing) if self.smoothing in SMOOTHINGS else -1
+        self.smoothing = SMOOTHINGS[(index + 1) % len(SMOOTHINGS)]
+        self.replot()
+
+    def set_overlay(self, overlay: Overlay | None) -> None:
+        self.overlay = overlay
+        self.replot()
+
+    def compare_with(self, run_dir: str | None) -> None:
+        """Overlay another run's loss curve, read from its events.jsonl in a thread (None: no overlay)."""
+        if run_dir == self._overlay_path:
+            return  # already shown, or being read (the Train pane asks again whenever the active run changes)
+        self._overlay_path = run_dir
+        self._overlay_request += 1
+        if run_dir is None:
+            if self.overlay is not None:
+                self.set_overlay(None)
+            return
+        request = self._overlay_request
+
+        def read() -> None:
+            name = Path(run_dir).name
+            try:
+                steps, losses = RunDir(run_dir).loss_curve()
+            except OSError as exc:  # said in the chart's title, never a traceback
+                self.post_message(self.OverlayRead(request, Overlay(name, (), (), f"unreadable: {exc.strerror or exc}")))
+                return
+            self.post_message(self.OverlayRead(request, Overlay(name, tuple(steps), tuple(losses))))
+
+        self.run_worker(read, thread=True, group="overlay", exit_on_error=False)
+
+    def on_loss_chart_overlay_read(self, message: OverlayRead) -> None:
+        message.stop()
+        if message.request != self._overlay_request:
+            return  # another run was marked (or the mark removed) since
+        self.set_overlay(message.overlay)
+
     def _maybe_replot(self) -> None:
         if self._dirty:
             self.replot()
@@ -192,7 +393,8 @@ class LossChart(PlotextPlot):  # type: ignore[misc]  # textual-plotext has no ty
         return self._drawn
 
     def _data(self) -> ChartData:
-        return ChartData(self._version, self.steps[:], self.losses[:], self.eval_steps[:], self.eval_losses[:])
+        return ChartData(self._version, self.steps[:], self.losses[:], self.eval_steps[:], self.eval_losses[:],
+                         self.window, self.smoothing, self.overlay)
 
     def _theme_name(self) -> str:
         # textual-plotext's "auto" theme: the app theme's surface and foreground colours.
