@@ -6,7 +6,17 @@ Lines are Rich markup (both the CLI's console and the TUI's widgets render it). 
 
 from __future__ import annotations
 
-from workbench.protocol import Checkpoint, Done, Eval, Log, Memory, Status, TrainStart
+from workbench.protocol import (
+    BestCheckpoint,
+    Checkpoint,
+    Done,
+    Eval,
+    GenerationEval,
+    Log,
+    Memory,
+    Status,
+    TrainStart,
+)
 
 DONE_COLOURS = {"completed": "green", "stopped": "yellow", "failed": "red"}
 
@@ -44,6 +54,15 @@ def metrics_lines(e: Log) -> str:
 
 def eval_line(e: Eval) -> str:
     return f"[cyan]eval at step {e.step}: eval_loss {e.eval_loss:.4f}[/]"
+
+
+def generation_eval_line(e: GenerationEval) -> str:
+    sample = e.sample if len(e.sample) <= 60 else e.sample[:59] + "…"
+    return f"[cyan]summaries at step {e.step} ({e.rows} held-out rows): ROUGE-L {e.rouge_l:.1f}, chrF++ {e.chrf:.1f}[/] {sample}"
+
+
+def best_line(e: BestCheckpoint) -> str:
+    return f"[green]best so far: {e.path.rsplit('/', 1)[-1]} ({e.metric} {e.value:.4f})[/]"
 
 
 def checkpoint_line(e: Checkpoint) -> str:

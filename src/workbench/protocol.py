@@ -146,6 +146,30 @@ class Memory(_Event):
         return 100.0 * self.lora_gib / self.total_gib if self.total_gib else 0.0
 
 
+class GenerationEval(_Event):
+    """Held-out rows summarized during training (eval.generate_steps), scored as `workbench eval` scores."""
+
+    event: Literal["gen_eval"] = "gen_eval"
+    step: int
+    rouge_l: float
+    """Mean ROUGE-L F1 of the rows, 0-100 (Devanagari tokenizer)."""
+    chrf: float
+    """Corpus chrF++, 0-100."""
+    rows: int
+    sample: str = ""
+    """The first row's summary, to read what the model writes now."""
+
+
+class BestCheckpoint(_Event):
+    """A checkpoint is the best so far by eval.best_metric: marked, and kept from rotation."""
+
+    event: Literal["best"] = "best"
+    step: int
+    metric: str
+    value: float
+    path: str
+
+
 class Checkpoint(_Event):
     event: Literal["checkpoint"] = "checkpoint"
     step: int
@@ -173,6 +197,15 @@ class Token(_Event):
     stream: Literal["tuned", "base"] = "tuned"
 
 
+class EvalProgress(_Event):
+    """Rows of a `workbench eval` (the Eval pane's) finished so far."""
+
+    event: Literal["eval_progress"] = "eval_progress"
+    done: int
+    total: int
+    folder: str
+
+
 class StatsProgress(_Event):
     event: Literal["stats_progress"] = "stats_progress"
     done: int
@@ -180,8 +213,8 @@ class StatsProgress(_Event):
 
 
 Event = Annotated[
-    Hello | State | Status | Result | Error | TrainStart | Log | Eval | Memory | Checkpoint | Done | Token
-    | StatsProgress,
+    Hello | State | Status | Result | Error | TrainStart | Log | Eval | GenerationEval | BestCheckpoint | Memory
+    | Checkpoint | Done | Token | StatsProgress | EvalProgress,
     Field(discriminator="event"),
 ]
 @functools.cache

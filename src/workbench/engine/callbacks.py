@@ -6,17 +6,23 @@
 - `StepReporter`: one `Log` event per logged step (raw loss, tokens/s, MFU, ETA), and the GPU memory
   report every tenth;
 - `EvalReporter`: eval loss;
-- `CheckpointMarker`: marks a checkpoint complete (only then is it resumed from) and reports it.
+- `CheckpointMarker`: marks a checkpoint complete (only then is it resumed from) and reports it;
+- `GenerationEvaluator`: every eval.generate_steps, summarizes a few held-out rows with the model as it is
+  and scores them (training's random state, modes and caches put back exactly as they were);
+- `BestTracker`: the best checkpoint by eval.best_metric is saved, marked and kept from rotation, and
+  training stops early when the metric has not improved for eval.early_stopping_patience evaluations.
 
 They share a `RunProgress`. Imported only in the process that trains (transformers is imported here).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,8 +32,18 @@ from workbench.engine.boot import boot
 boot()  # unsloth before transformers, whoever imports this module first
 from transformers import TrainerCallback  # noqa: E402
 
+from workbench.config import EvalSection  # noqa: E402
 from workbench.mfu import mfu  # noqa: E402
-from workbench.protocol import Checkpoint, Eval, Event, Log, Memory, Status  # noqa: E402
+from workbench.protocol import (  # noqa: E402
+    BestCheckpoint,
+    Checkpoint,
+    Eval,
+    Event,
+    GenerationEval,
+    Log,
+    Memory,
+    Status,
+)
 from workbench.runs import COMPLETE_MARKER  # noqa: E402
 
 GIB = 1024**3
@@ -45,6 +61,9 @@ class RunProgress:
     """Seconds per optimizer step, the compiling first step excluded."""
     failure: str | None = None
     last_loss: float | None = None
+    early_stop: str | None = None
+    """Why training stopped early (eval.early_stopping_patience), for the run's final message."""
+    best: BestCheckpoint | None = None
 
     def elapsed(self, now: float) -> float:
         return self.elapsed_before + now - self.t0
@@ -211,14 +230,146 @@ class CheckpointMarker(TrainerCallback):  # type: ignore[misc]
             self.emit(Checkpoint(run=self.run_name, step=state.global_step, path=str(path)))
 
 
+class BestTracker(TrainerCallback):  # type: ignore[misc]
+    """The best checkpoint by one metric: a new best is saved at once (so the checkpoint holds exactly the
+    weights that scored it), marked, and kept from rotation (HF's `best_global_step` protects it); after
+    `patience` evaluations without a new best, training stops (0: never)."""
+
+    MARKER = "workbench-best"
+
+    def __init__(self, emit: Emit, run_name: str, progress: RunProgress, metric: str, patience: int) -> None:
+        self.emit, self.run_name, self.progress = emit, run_name, progress
+        self.metric, self.patience = metric, patience
+        self.lower_is_better = metric == "eval_loss"
+        self.since_best = 0
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        self.since_best = 0  # a resumed run keeps its best (state.best_metric) but counts patience anew
+
+    def observe(self, metric: str, value: float, state: Any, control: Any) -> None:
+        if metric != self.metric or not math.isfinite(value):
+            return
+        best = state.best_metric
+        better = best is None or (value < best if self.lower_is_better else value > best)
+        if better:
+            state.best_metric, state.best_global_step = value, state.global_step
+            self.since_best = 0
+            control.should_save = True
+            return
+        self.since_best += 1
+        if self.patience and self.since_best >= self.patience:
+            self.progress.early_stop = (f"{self.metric} has not improved for {self.since_best} evaluations "
+                                        f"(best {best:.4f} at step {state.best_global_step})")
+            control.should_training_stop = True
+            control.should_save = True
+
+    def on_evaluate(self, args: Any, state: Any, control: Any, metrics: dict[str, Any] | None = None,
+                    **kw: Any) -> None:
+        if metrics and "eval_loss" in metrics:
+            self.observe("eval_loss", float(metrics["eval_loss"]), state, control)
+
+    def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        if state.best_global_step != state.global_step or state.best_metric is None:
+            return
+        folder = Path(args.output_dir)
+        for old in folder.glob(f"checkpoint-*/{self.MARKER}"):
+            old.unlink()
+        path = folder / f"checkpoint-{state.global_step}"
+        if path.is_dir():
+            (path / self.MARKER).write_text(f"{self.metric} {state.best_metric}", encoding="utf-8")
+            self.progress.best = BestCheckpoint(run=self.run_name, step=state.global_step, metric=self.metric,
+                                                value=float(state.best_metric), path=str(path))
+            self.emit(self.progress.best)
+
+
+@dataclass
+class HeldOutPrompts:
+    """The rows the generation eval summarizes, tokenized once."""
+
+    prompts: list[list[int]]
+    references: list[str]
+    inputs: list[str]
+
+
+class GenerationEvaluator(TrainerCallback):  # type: ignore[misc]
+    def __init__(self, trainer: Any, emit: Emit, run_name: str, every: int, rows: HeldOutPrompts,
+                 decoding: EvalSection, tracker: BestTracker, stop: threading.Event) -> None:
+        self.trainer, self.emit, self.run_name, self.every, self.rows = trainer, emit, run_name, every, rows
+        self.decoding, self.tracker, self.stop = decoding, tracker, stop
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        # Also at the last step (the trainer has already decided to end there), not after a user's stop.
+        if not self.every or state.global_step % self.every or self.stop.is_set():
+            return
+        from workbench import scores as sc
+        from workbench.engine.evaluate import generate_batch
+        from workbench.engine.model import Loaded
+
+        model, tokenizer = self.trainer.model, self.trainer.processing_class
+        loaded = Loaded(model=model, tokenizer=tokenizer, key=(), device=str(model.device), has_lora=True)
+        with paused_for_inference(model):
+            d = self.decoding
+            answers = generate_batch(loaded, self.rows.prompts, max_new_tokens=d.max_new_tokens, do_sample=d.do_sample,
+                                     temperature=d.temperature, top_p=d.top_p, use_adapter=True, stop=threading.Event())
+        scorer = sc.Scorer()
+        texts = [a.text for a in answers]
+        rouge_l = 100 * statistics.fmean(scorer.rouge(t, r)["rougeL"].f1 for t, r in zip(texts, self.rows.references,
+                                                                                            strict=True))
+        chrf = scorer.corpus_chrf(texts, self.rows.references)
+        self.emit(GenerationEval(run=self.run_name, step=state.global_step, rouge_l=rouge_l, chrf=chrf,
+                                 rows=len(texts), sample=texts[0] if texts else ""))
+        self.tracker.observe("rougeL", rouge_l, state, control)
+        self.tracker.observe("chrf", chrf, state, control)
+
+
+@contextlib.contextmanager
+def paused_for_inference(model: Any) -> Iterator[None]:
+    """The model in unsloth's inference mode for a moment mid-training, then exactly as it was: its
+    modes, the KV-cache settings, and every random generator, so training goes on as if it had not
+    paused (a probe must not change the losses that follow)."""
+    import random
+
+    import numpy as np
+    import torch
+    from unsloth import FastLanguageModel
+
+    from workbench.engine.generate import prepare_for_inference
+
+    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+              torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+    configs = [m.config for m in model.modules() if hasattr(m, "config") and hasattr(m.config, "use_cache")]
+    use_cache = [(c, c.use_cache) for c in {id(c): c for c in configs}.values()]
+    prepare_for_inference(model)
+    try:
+        yield
+    finally:
+        FastLanguageModel.for_training(model)
+        for config, value in use_cache:
+            config.use_cache = value
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+        if states[3] is not None:
+            torch.cuda.set_rng_state_all(states[3])
+
+
 def make_callbacks(trainer: Any, emit: Emit, stop: threading.Event, run_name: str, progress: RunProgress,
-                   flops_per_token: float, peak_tflops: float | None, memory_before_gib: float) -> list[Any]:
+                   flops_per_token: float, peak_tflops: float | None, memory_before_gib: float,
+                   eval_rows: HeldOutPrompts | None = None, decoding: EvalSection | None = None) -> list[Any]:
     # Order matters where two act on one hook: the clock times the step before the guard may stop it,
-    # and the guard judges a log before the reporter records its loss.
-    return [
+    # the guard judges a log before the reporter records its loss, and a checkpoint is marked complete
+    # before it is marked best.
+    decoding = decoding or EvalSection()
+    tracker = BestTracker(emit, run_name, progress, decoding.best_metric, decoding.early_stopping_patience)
+    callbacks = [
         StepClock(emit, run_name, progress),
         StepGuard(trainer, stop, progress),
         StepReporter(trainer, emit, run_name, progress, flops_per_token, peak_tflops, memory_before_gib),
         EvalReporter(emit, run_name),
         CheckpointMarker(emit, run_name),
+        tracker,
     ]
+    if eval_rows is not None and decoding.generate_steps:
+        callbacks.append(GenerationEvaluator(trainer, emit, run_name, decoding.generate_steps, eval_rows, decoding,
+                                             tracker, stop))
+    return callbacks

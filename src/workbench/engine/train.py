@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -29,7 +30,7 @@ from workbench.config import (
     load_config,
     save_config,
 )
-from workbench.engine.callbacks import GIB, RunProgress, make_callbacks, memory_event
+from workbench.engine.callbacks import GIB, HeldOutPrompts, RunProgress, make_callbacks, memory_event
 from workbench.engine.errors import explain
 from workbench.engine.model import Loaded, add_lora, count_parameters, load_base, model_key, release_memory
 from workbench.errors import UserError
@@ -234,6 +235,8 @@ class Plan:
     memory_before_gib: float
     checkpoint: Any
     """The checkpoint folder to resume from, or None."""
+    eval_rows: HeldOutPrompts | None = None
+    """Held-out rows for the generation eval during training (eval.generate_steps), or None."""
 
 
 class Session:
@@ -304,7 +307,27 @@ def plan_run(session: Session, loaded: Loaded, prepared: PreparedData, resume: b
         fpt = 0.0
     memory_before = torch.cuda.max_memory_reserved() / GIB if torch.cuda.is_available() else 0.0
     return Plan(prepared, _to_hf_dataset(prepared.train), _to_hf_dataset(prepared.eval) if prepared.eval else None,
-                trainable, total_params, fpt, peak_tflops(gpu_name) if gpu_name else None, memory_before, checkpoint)
+                trainable, total_params, fpt, peak_tflops(gpu_name) if gpu_name else None, memory_before, checkpoint,
+                generation_eval_rows(session, loaded))
+
+
+def generation_eval_rows(session: Session, loaded: Loaded) -> HeldOutPrompts | None:
+    """The held-out rows summarized during training, tokenized once; None when it is off or has no rows."""
+    from workbench.engine.evaluate import build_prompt
+    from workbench.evaluation import heldout_rows
+
+    e = session.config.eval
+    if not e.generate_steps:
+        return None
+    try:
+        rows = heldout_rows(session.config).examples[: e.generate_rows]
+    except (UserError, wbdata.DataError) as exc:
+        session.say(f"The generation eval is off: {exc}")
+        return None
+    prompts = [build_prompt(loaded.tokenizer, session.config, x.conversation, e.max_new_tokens).ids for x in rows]
+    session.say(f"Every {e.generate_steps} steps, {len(rows)} held-out rows are summarized and scored "
+                f"(best checkpoint by {e.best_metric}).")
+    return HeldOutPrompts(prompts, [x.summary for x in rows], [x.conversation for x in rows])
 
 
 def build_trainer(session: Session, loaded: Loaded, plan: Plan) -> Any:
@@ -316,7 +339,8 @@ def build_trainer(session: Session, loaded: Loaded, plan: Plan) -> Any:
     # Our callbacks report every step; transformers' printer would print each log as a raw dict.
     trainer.remove_callback(PrinterCallback)
     for callback in make_callbacks(trainer, session.out, session.stop, session.run.name, session.progress,
-                                   plan.flops_per_token, plan.peak_tflops, plan.memory_before_gib):
+                                   plan.flops_per_token, plan.peak_tflops, plan.memory_before_gib,
+                                   eval_rows=plan.eval_rows, decoding=session.config.eval):
         trainer.add_callback(callback)
     return trainer
 
@@ -393,7 +417,13 @@ def finish(session: Session, loaded: Loaded, plan: Plan, trainer: Any) -> Done:
                             step, total)
     session.say("Saving the LoRA adapter…")
     adapter = write_run_adapter(loaded, session.run, session.config)
-    return session.done("completed", "Training finished; adapter saved.", step, total, adapter_path=str(adapter))
+    best = session.progress.best
+    kept = f" The best checkpoint is {Path(best.path).name} ({best.metric} {best.value:.4f})." if best else ""
+    if session.progress.early_stop:
+        return session.done("completed", f"Stopped early at step {step}: {session.progress.early_stop}. Adapter "
+                            f"saved (the weights of step {step}).{kept}", step, total, adapter_path=str(adapter))
+    return session.done("completed", f"Training finished; adapter saved.{kept}", step, total,
+                        adapter_path=str(adapter))
 
 
 def run_training(

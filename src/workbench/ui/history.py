@@ -13,8 +13,28 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from workbench.formatting import checkpoint_line, done_line, eval_line, log_line, start_line, status_line
-from workbench.protocol import Checkpoint, Done, Eval, Event, Log, Memory, Status, TrainStart
+from workbench.formatting import (
+    best_line,
+    checkpoint_line,
+    done_line,
+    eval_line,
+    generation_eval_line,
+    log_line,
+    start_line,
+    status_line,
+)
+from workbench.protocol import (
+    BestCheckpoint,
+    Checkpoint,
+    Done,
+    Eval,
+    Event,
+    GenerationEval,
+    Log,
+    Memory,
+    Status,
+    TrainStart,
+)
 
 
 def event_key(e: Event) -> tuple[str, float]:
@@ -29,6 +49,8 @@ class History:
     count: int = 0
     losses: list[tuple[int, float | None]] = field(default_factory=list)
     evals: list[tuple[int, float]] = field(default_factory=list)
+    generation_evals: list[GenerationEval] = field(default_factory=list)
+    best: BestCheckpoint | None = None
     lines: deque[str] = field(default_factory=deque)
     """The newest log lines, as many as the RichLog keeps."""
     start: TrainStart | None = None
@@ -59,6 +81,12 @@ def fold(events: Iterable[Event], max_lines: int) -> History:
         elif isinstance(e, Eval):
             h.evals.append((e.step, e.eval_loss))
             h.lines.append(eval_line(e))
+        elif isinstance(e, GenerationEval):
+            h.generation_evals.append(e)
+            h.lines.append(generation_eval_line(e))
+        elif isinstance(e, BestCheckpoint):
+            h.best = e
+            h.lines.append(best_line(e))
         elif isinstance(e, Memory):
             h.memory = e
         elif isinstance(e, Checkpoint):

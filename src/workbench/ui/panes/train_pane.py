@@ -20,16 +20,30 @@ from textual.widgets import Button, ProgressBar, RichLog, Static
 from workbench import requests as rq
 from workbench.config import RunConfig
 from workbench.formatting import (
+    best_line,
     checkpoint_line,
     done_line,
     eval_line,
+    generation_eval_line,
     log_line,
     metrics_lines,
     start_line,
     status_line,
 )
 from workbench.gpu import Reading, poll_gpus
-from workbench.protocol import Checkpoint, Done, Error, Eval, Event, Log, Memory, Status, TrainStart
+from workbench.protocol import (
+    BestCheckpoint,
+    Checkpoint,
+    Done,
+    Error,
+    Eval,
+    Event,
+    GenerationEval,
+    Log,
+    Memory,
+    Status,
+    TrainStart,
+)
 from workbench.runs import RunDir
 from workbench.ui.bridge import EngineBridge
 from workbench.ui.history import History, event_key, fold
@@ -230,6 +244,10 @@ class TrainPane(Horizontal):
         elif isinstance(event, Eval):
             self.query_one(LossChart).add_eval(event.step, event.eval_loss)
             self._log(eval_line(event))
+        elif isinstance(event, GenerationEval):
+            self._log(generation_eval_line(event))
+        elif isinstance(event, BestCheckpoint):
+            self._log(best_line(event))
         elif isinstance(event, Memory):
             self.query_one(GpuPanel).show_memory(event)
         elif isinstance(event, Checkpoint):
