@@ -295,13 +295,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                               checkpoint=args.checkpoint, resume=args.resume, name=args.name)
         with progress:
-            folder, report, complete = run_eval(request, say=lambda m: console.print(f"[dim]{m}[/]"),
-                                                models=models, stop=stop, on_rows=on_rows)
+            outcome = run_eval(request, say=lambda m: console.print(f"[dim]{m}[/]"), models=models, stop=stop,
+                               on_rows=on_rows)
+        folder, report = outcome.folder, outcome.report
         console.print(_score_table(report))
         if report.unscored:
             console.print(f"[yellow]{len(report.unscored)} rows have no reference: generated, not scored.[/]")
         console.print(f"rows and scores: {folder}/eval.jsonl, {folder}/eval.json")
-        if not complete:
+        if not outcome.complete:
             console.print("[yellow]Stopped: the finished rows are kept; --resume continues.[/]")
             return EXIT_INTERRUPTED
     return EXIT_OK

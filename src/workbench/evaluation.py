@@ -257,3 +257,46 @@ def per_row(report: Report, model: Model = "tuned") -> Iterable[dict[str, Any]]:
         scores = result.scores[model]
         yield {"row": result.record.row, **{m: round(100 * scores.rouge[m].f1, 2) for m in sc.ROUGE_TYPES},
                "chrf": round(scores.chrf, 2), "flags": scores.flags}
+
+
+# -- reading evals back (the Eval pane) ----------------------------------------------------------------------
+
+@dataclass
+class LoadedEval:
+    folder: Path
+    plan: EvalPlan
+    records: list[RowRecord]
+    report: Report
+    complete: bool
+
+    @property
+    def name(self) -> str:
+        return self.folder.name
+
+
+def load_eval(folder: Path) -> LoadedEval:
+    """An eval folder's plan, rows and scores (scored again from eval.jsonl: the rows are the record)."""
+    try:
+        document = json.loads((folder / REPORT_FILE).read_text(encoding="utf-8"))
+        plan = EvalPlan.model_validate(document["plan"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError("bad_eval", f"{folder}: not a readable eval ({type(exc).__name__}: {exc})",
+                        "Its eval.json is missing or damaged; run the eval again with another --name.") from None
+    records = [r for r in read_records(folder / ROWS_FILE) if r.row in set(plan.rows)]
+    return LoadedEval(folder, plan, records, score_records(records, plan.stem), len(records) == len(plan.rows))
+
+
+def list_evals(run_dir: Path) -> list[Path]:
+    """The eval folders of a run, newest first."""
+    root = Path(run_dir) / EVALS_DIR
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if (p / REPORT_FILE).exists()]
+    return sorted(found, key=lambda p: (p / REPORT_FILE).stat().st_mtime, reverse=True)
+
+
+def compare_rows(first: LoadedEval, second: LoadedEval, metric: str = "rougeL") -> list[tuple[int, float, float]]:
+    """(row, first's tuned score, second's tuned score) on the rows both evals have: two runs side by side."""
+    mine = {r.record.row: sc.row_metric(r.scores["tuned"], metric) for r in first.report.rows if "tuned" in r.scores}
+    theirs = {r.record.row: sc.row_metric(r.scores["tuned"], metric) for r in second.report.rows if "tuned" in r.scores}
+    return [(row, mine[row], theirs[row]) for row in sorted(mine.keys() & theirs.keys())]

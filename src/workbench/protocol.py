@@ -21,7 +21,7 @@ PROTOCOL_VERSION = 2
 
 Command = Literal[
     "ping", "load", "unload", "preview", "dataset_stats", "train", "stop", "generate", "cancel", "save", "status",
-    "shutdown",
+    "shutdown", "evaluate",
 ]
 EngineState = Literal["starting", "loading", "ready", "training", "generating", "saving", "stopping", "error"]
 

@@ -263,12 +263,36 @@ class Save(Args, Expects[Saved]):
     overwrite: bool = False
 
 
+# -- judging summaries --------------------------------------------------------------------------------
+
+class EvalFinished(Answer):
+    folder: str
+    """The eval's folder (eval.jsonl, eval.json) inside its run."""
+    complete: bool
+    rows_done: int
+    rows_total: int
+
+
+class Evaluate(Args, Expects[EvalFinished]):
+    """`workbench eval` in the engine: streams `EvalProgress` after each batch; cancel stops it between
+    batches, keeping every finished row."""
+
+    cmd = "evaluate"
+    run_dir: str
+    rows: int | None = None
+    """Held-out rows (None: the run's eval.rows; 0: all)."""
+    base: bool = True
+    checkpoint: int | None = None
+    resume: bool = False
+    name: str | None = None
+
+
 # -- registry ---------------------------------------------------------------------------------------
 
 COMMANDS: dict[str, type[Args]] = {
     cls.cmd: cls
     for cls in (Ping, GetStatus, Shutdown, Cancel, Load, Unload, Preview, Statistics, Train, Stop, Generate,
-                Save)
+                Save, Evaluate)
 }
 
 

@@ -49,6 +49,18 @@ class EvalRequest:
 
 
 @dataclass(frozen=True)
+class EvalOutcome:
+    folder: Path
+    report: ev.Report
+    rows_done: int
+    rows_planned: int
+
+    @property
+    def complete(self) -> bool:
+        return self.rows_done == self.rows_planned
+
+
+@dataclass(frozen=True)
 class Prompt:
     ids: list[int]
     cut_tokens: int
@@ -191,14 +203,16 @@ def _done_rows(folder: Path, plan: ev.EvalPlan, resume: bool) -> list[ev.RowReco
 
 
 def run_eval(request: EvalRequest, *, say: Say, models: ModelSource, stop: threading.Event,
-             on_rows: OnRows | None = None) -> tuple[Path, ev.Report, bool]:
-    """Generate and score; returns the eval folder, the report, and whether every planned row is done."""
+             on_rows: OnRows | None = None, on_folder: Callable[[str], None] | None = None) -> EvalOutcome:
+    """Generate and score every planned row not yet made (or until `stop`)."""
     source = resolve_weights(request.run, request.checkpoint)
     check_adapter_matches(source)
     heldout = ev.heldout_rows(source.config, request.source, request.split)
     plan = plan_eval(request, source, heldout)
     folder = eval_folder(request, plan)
     folder.mkdir(parents=True, exist_ok=True)
+    if on_folder is not None:
+        on_folder(str(folder))
     done = _done_rows(folder, plan, request.resume)
     by_row = {x.row: x for x in heldout.examples}
     todo = [by_row[r] for r in plan.rows if r not in {d.row for d in done}]
@@ -225,8 +239,7 @@ def run_eval(request: EvalRequest, *, say: Say, models: ModelSource, stop: threa
             plan, ev.score_records(records, plan.stem), complete=len(records) == len(plan.rows), versions=versions))
         if on_rows is not None:
             on_rows(made, len(records), len(plan.rows))
-    report = ev.score_records(records, plan.stem)
-    return folder, report, len(records) == len(plan.rows)
+    return EvalOutcome(folder, ev.score_records(records, plan.stem), len(records), len(plan.rows))
 
 
 def _generate_rows(loaded: Loaded, config: RunConfig, plan: ev.EvalPlan, batch: list[Any],

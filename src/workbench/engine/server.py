@@ -33,6 +33,7 @@ from workbench.errors import UserError
 from workbench.protocol import (
     EngineState,
     Error,
+    EvalProgress,
     Hello,
     ProtocolError,
     Request,
@@ -126,6 +127,7 @@ class Engine:
             rq.Train: (self.train, False),
             rq.Generate: (self.generate, False),
             rq.Save: (self.save, False),
+            rq.Evaluate: (self.evaluate, False),
         }
 
     # -- output ---------------------------------------------------------------------------------
@@ -427,6 +429,23 @@ class Engine:
             return args.config, None
         source = resolve_weights(RunDir(args.run_dir))
         return source.config, str(source.adapter)
+
+    # -- judging summaries ------------------------------------------------------------------------
+    def evaluate(self, args: rq.Evaluate, rid: str) -> rq.EvalFinished:
+        from workbench.engine.evaluate import EvalRequest, run_eval
+
+        request = EvalRequest(run=RunDir(args.run_dir), rows=args.rows, base=args.base, checkpoint=args.checkpoint,
+                              resume=args.resume, name=args.name)
+        folder_seen: list[str] = []
+
+        def progress(made: list[Any], done: int, total: int) -> None:
+            self.emit(EvalProgress(id=rid, done=done, total=total, folder=folder_seen[0] if folder_seen else ""))
+
+        with self.busy("evaluating", "generating", "judging summaries"), self.cancellable(rid) as cancel:
+            outcome = run_eval(request, say=self.say, models=self._ensure_model, stop=cancel, on_rows=progress,
+                               on_folder=folder_seen.append)
+        return rq.EvalFinished(folder=str(outcome.folder), complete=outcome.complete, rows_done=outcome.rows_done,
+                               rows_total=outcome.rows_planned)
 
     # -- saving ---------------------------------------------------------------------------------
     def save(self, args: rq.Save, rid: str) -> rq.Saved:
