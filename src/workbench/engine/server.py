@@ -192,10 +192,16 @@ class Engine:
             return
         self.set_state("loading", f"loading {config.model.name}")
         self.loaded = None
-        self.loaded = load_base(config, lambda m: self.emit(Status(message=m)))
+        self.loaded = load_base(config, self._loading)
         if want_adapter:
             load_adapter(self.loaded, want_adapter)
             self.loaded.adapter_path = want_adapter
+
+    def _loading(self, message: str) -> None:
+        """Progress of a load, or of the tiny model's first build: the state says loading, with it."""
+        if not self.training:
+            self.set_state("loading", message)
+        self.emit(Status(message=message))
 
     def _cmd_load(self, req: Request) -> dict[str, Any]:
         from workbench.engine.model import count_parameters
@@ -235,7 +241,17 @@ class Engine:
         if self.loaded is not None and self.loaded.key == key:
             return self.loaded.tokenizer
         if key not in self._tokenizers:
-            self._tokenizers[key] = load_tokenizer(config)
+            heard: list[str] = []  # the status callback is only called when this call builds the tiny model
+
+            def status(message: str) -> None:
+                heard.append(message)
+                self._loading(message)
+
+            try:
+                self._tokenizers[key] = load_tokenizer(config, status)
+            finally:
+                if heard and not self._model_lock.locked():  # a load holding the lock sets its own state
+                    self.set_state("ready")
         return self._tokenizers[key]
 
     def _dataset(self, config: RunConfig) -> wbdata.LoadedDataset:
