@@ -37,12 +37,12 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Replace the pre-training by a 1.5 s stand-in that records each build."""
+    """Replace the pre-training by a 0.5 s stand-in that records each build."""
     calls: list[int] = []
 
     def pretrain(*args: Any, **kwargs: Any) -> None:
         calls.append(threading.get_ident())
-        time.sleep(1.5)
+        time.sleep(0.5)
 
     monkeypatch.setattr(tiny, "_pretrain", pretrain)
     return calls
@@ -88,7 +88,7 @@ _PROCESS = textwrap.dedent("""
     def pretrain(*args, **kwargs):
         with open(os.environ["BUILDS_LOG"], "a") as f:
             f.write(f"{os.getpid()}\\n")
-        time.sleep(2.0)
+        time.sleep(0.5)
 
     tiny._pretrain = pretrain
     tiny.build_tokenizer(["warm-up"])  # import transformers and tokenizers before the start line
@@ -175,7 +175,7 @@ def test_engine_says_loading_while_preview_and_statistics_wait_for_one_build(
         builds.append(threading.get_ident())
         if kwargs.get("say"):
             kwargs["say"](f"{tiny.BUILDING}: pre-training step 1/1")
-        time.sleep(1.5)
+        time.sleep(0.5)
 
     monkeypatch.setattr(tiny, "_pretrain", pretrain)
     demo_config.data.max_rows = 8
