@@ -188,13 +188,14 @@ def test_resume_refuses_changed_settings_and_applies_a_longer_run(engine, demo_c
     assert done.status == "completed"
     # a changed learning rate would be silently ignored by the trainer (the scheduler keeps its own):
     changed = demo_config.model_copy(deep=True)
-    changed.training.learning_rate = 0.01
+    changed.training.learning_rate = demo_config.training.learning_rate * 2
     changed.lora.r = 8
     with pytest.raises(EngineError) as refused:
         engine.call(rq.Train(config=changed, resume=True, run_dir=str(run.path)), timeout=60)
     assert refused.value.error.type == "resume_config"
     message = refused.value.error.message
-    assert "training.learning_rate 0.003 → 0.01" in message and "lora.r 16 → 8" in message
+    old_lr, new_lr = demo_config.training.learning_rate, changed.training.learning_rate
+    assert f"training.learning_rate {old_lr!r} → {new_lr!r}" in message and "lora.r 16 → 8" in message
     assert run.summary().status == "completed", "a refused resume leaves the run as it was"
     # longer is fine: applied, and said
     longer = demo_config.model_copy(deep=True)

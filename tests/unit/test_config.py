@@ -119,7 +119,7 @@ def test_demo_file_loads() -> None:
     assert c.model.load_in_4bit is False
     assert c.data.eval_fraction == 0.1
     assert c.training.max_steps == 150
-    assert c.training.learning_rate == 0.003
+    assert c.training.learning_rate == 0.01
     assert c.training.optim == "adamw_torch"
     assert c.training.per_device_train_batch_size == 4
     assert c.training.gradient_accumulation_steps == 1

@@ -46,11 +46,12 @@ def _dtype(name: str) -> Any:
     return {"auto": None, "bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}[name]
 
 
-def load_tokenizer(config: RunConfig) -> Any:
-    """The tokenizer alone (fast; for previews and statistics before the model is loaded)."""
+def load_tokenizer(config: RunConfig, status: Callable[[str], None] | None = None) -> Any:
+    """The tokenizer alone (fast; for previews and statistics before the model is loaded). `status` hears
+    the tiny model's build, when this call triggers it."""
     from transformers import AutoTokenizer
 
-    name = resolve_model_name(config.model.name)
+    name = resolve_model_name(config.model.name, status)
     return AutoTokenizer.from_pretrained(name, trust_remote_code=config.model.trust_remote_code)
 
 
@@ -58,7 +59,7 @@ def load_base(config: RunConfig, status: Callable[[str], None]) -> Loaded:
     import torch
     from unsloth import FastLanguageModel
 
-    name = resolve_model_name(config.model.name)
+    name = resolve_model_name(config.model.name, status)
     load_in_4bit = config.model.load_in_4bit
     if load_in_4bit and not torch.cuda.is_available():
         status("No NVIDIA GPU: loading without 4-bit quantization (bitsandbytes 4-bit needs CUDA).")

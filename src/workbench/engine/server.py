@@ -64,12 +64,17 @@ class TrainingJob:
 
 
 class DataCache:
-    """Tokenizers and the current dataset, kept between previews (both are slow to make)."""
+    """Tokenizers and the current dataset, kept between previews (both are slow to make).
 
-    def __init__(self) -> None:
+    Loading a tokenizer may build the tiny demo model (first run only, ~30 s): `building` hears its
+    progress and `built` is called when a build this cache started is over."""
+
+    def __init__(self, building: Callable[[str], None] | None = None, built: Callable[[], None] | None = None) -> None:
         self._tokenizers: dict[tuple[Any, ...], Any] = {}
         self._datasets: dict[tuple[str, str, float], wbdata.LoadedDataset] = {}
         self._lock = threading.Lock()  # previews and statistics run on threads of their own
+        self._building = building or (lambda message: None)
+        self._built = built or (lambda: None)
 
     def tokenizer(self, config: RunConfig, loaded: Loaded | None) -> Any:
         from workbench.engine.model import load_tokenizer, model_key
@@ -79,7 +84,17 @@ class DataCache:
             return loaded.tokenizer
         with self._lock:
             if key not in self._tokenizers:
-                self._tokenizers[key] = load_tokenizer(config)
+                heard: list[str] = []  # the callback is called only when this load builds the tiny model
+
+                def status(message: str) -> None:
+                    heard.append(message)
+                    self._building(message)
+
+                try:
+                    self._tokenizers[key] = load_tokenizer(config, status)
+                finally:
+                    if heard:
+                        self._built()
             return self._tokenizers[key]
 
     def dataset(self, config: RunConfig) -> wbdata.LoadedDataset:
@@ -104,7 +119,7 @@ class Engine:
         self.state: EngineState = "ready"
         self.state_detail = ""
         self.job: TrainingJob | None = None
-        self.data = DataCache()
+        self.data = DataCache(building=self._loading, built=self._loaded_tokenizer)
         self.shutdown_requested = threading.Event()
         self._write_lock = threading.Lock()
         self._writer: BinaryIO | None = None
@@ -235,6 +250,16 @@ class Engine:
         finally:
             self._release()
 
+    def _loading(self, message: str) -> None:
+        """Progress of a load, or of the tiny model's first build: the state says loading, with it."""
+        if not self.training:
+            self.set_state("loading", message)
+        self.emit(Status(message=message))
+
+    def _loaded_tokenizer(self) -> None:
+        if not self._model_lock.locked():  # a load holding the lock sets its own state when it ends
+            self.set_state("ready")
+
     def _ensure_model(self, config: RunConfig, adapter: str | None) -> Loaded:
         """The base model of `config`, with `adapter` on it when given; reused when already loaded."""
         from workbench.engine.model import load_adapter, load_base, model_key
@@ -244,7 +269,7 @@ class Engine:
             return loaded
         self.set_state("loading", f"loading {config.model.name}")
         self.loaded = None  # the old model's memory can go before the new one is loaded
-        loaded = load_base(config, self.say)
+        loaded = load_base(config, self._loading)
         if adapter is not None:
             load_adapter(loaded, adapter)
         self.loaded = loaded
