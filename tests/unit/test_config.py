@@ -121,7 +121,7 @@ def test_demo_file_loads() -> None:
     assert c.training.max_steps == 150
     assert c.training.learning_rate == 0.01
     assert c.training.optim == "adamw_torch"
-    assert c.training.per_device_train_batch_size == 4
+    assert c.training.per_device_train_batch_size == 8
     assert c.training.gradient_accumulation_steps == 1
 
 
