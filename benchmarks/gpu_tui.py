@@ -1,6 +1,6 @@
-"""The TUI on the GPU machine, driven headless by Pilot: real NVML gauges (pynvml) while another process
-loads the model onto the GPU (memory used must move), and the loss curve of a real GPU run replayed from
-its events.jsonl. Writes an SVG screenshot.
+"""The TUI on the GPU machine, driven headless by Pilot as a user drives it: real NVML gauges and the real
+engine training a Gemma-2-2B-shape model in 4-bit (random weights, word-level tokenizer: the loss curve
+is that of random data, the point is the screen). Writes SVG screenshots of the Train pane mid-run.
 
     python benchmarks/gpu_tui.py --cache .gpucache --out $OUT
 """
@@ -10,59 +10,73 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-LOAD = """
-import sys, time, torch
-from transformers import AutoModelForCausalLM
-m = AutoModelForCausalLM.from_pretrained(sys.argv[1], device_map={"": 0}, dtype=torch.bfloat16)
-print("loaded", torch.cuda.memory_allocated() / 2**30, flush=True)
-time.sleep(6)
-"""
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from gpu_bench import build, log, run_config  # noqa: E402
 
 
-async def main(cache: Path, out: Path) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+async def drive(config_path: Path, out: Path, steps: int) -> dict[str, object]:
+    from textual.widgets import Static
+
     from workbench.ui.app import WorkbenchApp
+    from workbench.ui.panes.train_pane import TrainPane
     from workbench.ui.widgets.loss_chart import LossChart
 
-    app = WorkbenchApp(config_path=Path(__file__).resolve().parents[1] / "configs" / "gemma2-9b-hindi.toml",
-                       start_engine=False)
-    readings: list[float] = []
+    app = WorkbenchApp(config_path=config_path)
+    result: dict[str, object] = {}
     async with app.run_test(size=(160, 50)) as pilot:
         await app.panes_mounted()
-        await pilot.press("3")
-        await pilot.pause(2)
-        proc = subprocess.Popen([sys.executable, "-c", LOAD, str(cache / "gemma2-9b-4bit")])
-        t0 = time.time()
-        while time.time() - t0 < 90 and (proc.poll() is None or len(readings) < 3):
+        started = time.monotonic()
+        while not app.engine_ready:
+            assert time.monotonic() - started < 120, "the engine did not start"
+            await pilot.pause(0.5)
+        await pilot.press("3", "t")
+        chart, train = app.query_one(LossChart), app.query_one(TrainPane)
+        while len(chart.steps) < steps:
+            assert time.monotonic() - started < 480, f"{len(chart.steps)} steps after 480 s"
             await pilot.pause(1)
-            gauges = app.query("#gpu-0")
-            if gauges:
-                bar = gauges.first().query_one("#gpu-mem")
-                readings.append(float(bar.progress))
-            if proc.poll() is not None and time.time() - t0 > 5:
-                break
-        proc.wait(timeout=60)
-        await pilot.pause(2)
-        line = str(app.query_one("#gpu-0 #gpu-line").render()) if app.query("#gpu-0") else "no gauge"
-        runs = sorted((cache / "runs").iterdir())
-        app.open_run(str(runs[0]))
-        await pilot.pause(1)
-        chart = app.query_one(LossChart)
-        app.save_screenshot(str(out / "tui_gpu.svg"))
-        result = {"gpu_line": line, "mem_used_gib_min": min(readings) if readings else None,
-                  "mem_used_gib_max": max(readings) if readings else None, "samples": len(readings),
-                  "loss_points_replayed": len(chart.steps), "run": runs[0].name}
-        print("RESULT " + json.dumps(result), flush=True)
+        chart.draw_now()
+        await pilot.pause(1.5)  # a fresh NVML sample with the engine's memory on the card
+        app.save_screenshot(str(out / "tui-gpu-h200.svg"))
+        gauge = app.query("#gpu-0")
+        result = {
+            "gpu_line": str(app.query_one("#gpu-0 #gpu-line", Static).render()) if gauge else "no gauge",
+            "gpu_processes": str(app.query_one("#gpu-0 #gpu-procs", Static).render()) if gauge else "",
+            "memory_report": str(app.query_one("#gpu-memory-report", Static).render()),
+            "loss_points": len(chart.steps), "seconds": round(time.monotonic() - started, 1),
+            "device": app.device,
+        }
+        await pilot.press("x")
+        while train.running and time.monotonic() - started < 560:
+            await pilot.pause(0.5)
+        result["done"] = train.last_done.status if train.last_done else None
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cache", type=Path, default=Path(".gpucache"))
+    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--steps", type=int, default=25)
+    args = parser.parse_args()
+    from workbench.config import save_config
+    from workbench.engine.boot import boot
+
+    boot()
+    build("2b", args.cache)
+    config = run_config(args.cache, "2b", max_steps=400)
+    config.training.save_steps = 100_000
+    path = args.cache / "tui.toml"
+    save_config(config, path)
+    result = asyncio.run(drive(path, args.out, args.steps))
+    log("RESULT " + json.dumps(result, ensure_ascii=False))
+    (args.out / "gpu_tui.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
 
 
 if __name__ == "__main__":
-    p = argparse.ArgumentParser()
-    p.add_argument("--cache", default=".gpucache")
-    p.add_argument("--out", default=".")
-    a = p.parse_args()
-    asyncio.run(main(Path(a.cache).resolve(), Path(a.out)))
+    main()
