@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from gpu_bench import build, log, run_config  # noqa: E402
+from gpu_bench import build, log, run_config
 
 
 async def drive(config_path: Path, out: Path, steps: int) -> dict[str, object]:
