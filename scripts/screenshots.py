@@ -78,7 +78,7 @@ async def main() -> None:
     save_config(config, path)
     OUT.mkdir(exist_ok=True)
     # The GPU panel shows what NVML says on this machine (on the CPU demo: no GPU). The capture from an
-    # H200 with real NVML is screenshots/tui-gpu-h200-replay.svg, made by benchmarks/gpu_tui.py.
+    # H200 with real NVML is screenshots/tui-gpu-h200.svg, made by benchmarks/gpu_tui.py.
     app = WorkbenchApp(config_path=path)
     app.config_path = Path("configs/demo.toml")
     shots: list[Path] = []

@@ -15,6 +15,7 @@ from workbench.config import RunConfig, save_config
 from workbench.protocol import Checkpoint, Done, Eval, Event, Log, Status, TrainStart
 from workbench.runs import RunDir
 from workbench.ui.app import WorkbenchApp
+from workbench.ui.history import fold
 from workbench.ui.messages import OpenRun
 from workbench.ui.panes.train_pane import TrainPane
 from workbench.ui.widgets.loss_chart import LossChart
@@ -138,3 +139,24 @@ async def test_live_events_during_a_replay_follow_it(demo_config_path: Path, tmp
         lines = log_text(app)
         assert sum(line.startswith("step 5/10") for line in lines) == 1, "an event in the file is shown once"
         assert lines[-1].startswith("step 6/10") and lines[-2].startswith("replayed 6 events")
+
+
+async def test_a_phase_said_before_the_steps_gives_way_to_the_run_when_steps_come(demo_config_path: Path,
+                                                                                 tmp_path: Path) -> None:
+    # Seen on an H200: "First step: compiling GPU kernels…" still showed at step 31.
+    events = scenarios.training_events(str(tmp_path / "runs" / "demo"), steps=3)
+    compiling = Status(t=T0, run="demo", message="First step: compiling GPU kernels; this takes 2-3 minutes once.")
+    events.insert(1, compiling)
+    app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await app.panes_mounted()
+        train = app.query_one(TrainPane)
+        train.handle_event(events[0])
+        train.handle_event(compiling)
+        assert "compiling" in text(app, "#train-phase")
+        for event in events[2:]:
+            train.handle_event(event)
+        await pilot.pause()
+        assert text(app, "#train-phase").startswith("Training 194 rows")
+    history = fold(events, 100)
+    assert history.phase is not None and history.phase.startswith("Training 194 rows")

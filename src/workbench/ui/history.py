@@ -60,6 +60,8 @@ class History:
     phase: str | None = None
     memory: Memory | None = None
     done: Done | None = None
+    phase_is_status: bool = False
+    """The phase shown is a Status message (it gives way to the run's line when steps come)."""
     running: bool | None = None
     """After the last TrainStart or Done; None when there was neither."""
     keys: set[tuple[str, float]] = field(default_factory=set)
@@ -71,9 +73,11 @@ def fold(events: Iterable[Event], max_lines: int) -> History:
         h.count += 1
         h.keys.add(event_key(e))
         if isinstance(e, TrainStart):
-            h.start, h.running, h.phase = e, True, start_line(e)
+            h.start, h.running, h.phase, h.phase_is_status = e, True, start_line(e), False
             h.progress = (e.total_steps, e.start_step)
         elif isinstance(e, Log):
+            if h.phase_is_status and h.start:  # a phase said before the steps ("compiling…") is over
+                h.phase, h.phase_is_status = start_line(h.start), False
             h.last_log = e
             h.losses.append((e.step, e.loss))
             h.progress = (e.total_steps, e.step)
@@ -92,7 +96,7 @@ def fold(events: Iterable[Event], max_lines: int) -> History:
         elif isinstance(e, Checkpoint):
             h.lines.append(checkpoint_line(e))
         elif isinstance(e, Status):
-            h.phase = e.message
+            h.phase, h.phase_is_status = e.message, True
             h.lines.append(status_line(e))
         elif isinstance(e, Done):
             h.done, h.running, h.phase = e, False, done_line(e)

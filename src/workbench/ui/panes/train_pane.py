@@ -87,6 +87,9 @@ class TrainPane(Horizontal):
         self.last_log: Log | None = None
         self.total_steps = 0
         self.last_done: Done | None = None
+        self._start: TrainStart | None = None
+        self._phase_is_status = False
+        """The phase line shows a Status message ("compiling…"): the run's own line returns with the steps."""
         self._gpu_stop = threading.Event()
         self._replay_generation = 0
         self._held: list[Event] | None = None
@@ -234,8 +237,12 @@ class TrainPane(Horizontal):
             self._show_start(event)
             self.query_one("#train-progress", ProgressBar).update(total=event.total_steps, progress=event.start_step)
             self.query_one("#train-phase", Static).update(start_line(event))
+            self._start, self._phase_is_status = event, False
             self._buttons()
         elif isinstance(event, Log):
+            if self._phase_is_status and self._start is not None:  # "compiling…" and the like are over
+                self.query_one("#train-phase", Static).update(start_line(self._start))
+                self._phase_is_status = False
             self.last_log = event
             self.query_one(LossChart).add_loss(event.step, event.loss)
             self.query_one("#train-progress", ProgressBar).update(total=event.total_steps, progress=event.step)
@@ -255,6 +262,7 @@ class TrainPane(Horizontal):
             self._buttons()
         elif isinstance(event, Status):
             self.query_one("#train-phase", Static).update(event.message)
+            self._phase_is_status = True
             self._log(status_line(event))
         elif isinstance(event, Done):
             self.running = False
@@ -340,6 +348,7 @@ class TrainPane(Horizontal):
             self.query_one("#train-progress", ProgressBar).update(total=total, progress=progress)
         if history.phase is not None:
             self.query_one("#train-phase", Static).update(history.phase)
+        self._start, self._phase_is_status = history.start, history.phase_is_status
         if history.last_log:
             self.last_log = history.last_log
             self._metrics(history.last_log)
