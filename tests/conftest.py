@@ -27,4 +27,5 @@ def demo_config(tmp_path: Path):
     # has 2 cores and a 10-minute budget for the whole suite.
     config.data.max_rows = 48
     config.training.per_device_train_batch_size = 2
+    config.eval.generate_steps = 0  # summarizing mid-run is tested where it is the point (test_generation_eval)
     return config
