@@ -169,6 +169,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------------------ export
 
+def _models_in_this_process(console: Any) -> Any:
+    """Boot the ML stack here (unsloth first), say what the user should know, and return what loads a
+    run's model with its adapter (the engine's `_ensure_model`, for commands that run without an engine)."""
+    from workbench.engine.boot import boot
+
+    note = boot()
+    if note:
+        console.print(f"[yellow]{note}[/]")
+    from workbench.engine.model import Loaded, load_adapter, load_base
+
+    def models(config: RunConfig, adapter: str | None) -> Loaded:
+        loaded = load_base(config, lambda m: console.print(f"[dim]{m}[/]"))
+        if adapter:
+            load_adapter(loaded, adapter)
+        return loaded
+
+    return models
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     """The Save pane's export, headless: same code, same proof."""
     from workbench.errors import UserError
@@ -187,19 +206,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         from rich.console import Console
 
         console = Console(file=terminal, highlight=False, soft_wrap=True)
-        from workbench.engine.boot import boot
-
-        note = boot()
-        if note:
-            console.print(f"[yellow]{note}[/]")
+        models = _models_in_this_process(console)
         from workbench.engine.export import export_run
-        from workbench.engine.model import load_adapter, load_base
-
-        def models(config: RunConfig, adapter: str | None) -> Any:
-            loaded = load_base(config, lambda m: console.print(f"[dim]{m}[/]"))
-            if adapter:
-                load_adapter(loaded, adapter)
-            return loaded
 
         try:
             saved = export_run(run, args.kind, target, checkpoint=args.checkpoint, overwrite=args.overwrite,
@@ -265,19 +273,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
     with _library_output_to(run.path / "eval.log") as terminal:
         console = Console(file=terminal, highlight=False, soft_wrap=not terminal.isatty())
-        from workbench.engine.boot import boot
-
-        note = boot()
-        if note:
-            console.print(f"[yellow]{note}[/]")
+        models = _models_in_this_process(console)
         from workbench.engine.evaluate import EvalRequest, run_eval
-        from workbench.engine.model import load_adapter, load_base
-
-        def models(config: RunConfig, adapter: str | None) -> Any:
-            loaded = load_base(config, lambda m: console.print(f"[dim]{m}[/]"))
-            if adapter:
-                load_adapter(loaded, adapter)
-            return loaded
 
         progress = Progress(TextColumn("[bold]eval[/]"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
                             TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=console)

@@ -123,25 +123,37 @@ class _Owner(NamedTuple):
     ancestors: tuple[int, ...]
 
 
+class LazyPsutil:
+    """psutil, imported on first use (it stays off the UI's start-up path), or a stand-in given by tests;
+    None when it is not installed."""
+
+    def __init__(self, module: ModuleType | Any | None = None) -> None:
+        self._module = module
+        self.imported = module is not None
+
+    def get(self) -> Any:
+        if not self.imported:
+            self.imported = True
+            try:
+                import psutil
+
+                self._module = psutil
+            except ImportError:
+                self._module = None
+        return self._module
+
+    @property
+    def missing(self) -> bool:
+        return self.imported and self._module is None
+
+
 class Owners:
     """Who runs a pid and what it is, read with psutil once per process (a few /proc reads) and kept
     while the pid stays on a GPU, so a 1 Hz poll costs nothing for processes it has already seen."""
 
     def __init__(self, psutil_module: ModuleType | Any | None = None) -> None:
-        self._ps = psutil_module
-        self._imported = psutil_module is not None
+        self._psutil = LazyPsutil(psutil_module).get  # without psutil, every owner is simply unknown
         self._cache: dict[int, _Owner] = {}
-
-    def _psutil(self) -> Any:
-        if not self._imported:
-            self._imported = True
-            try:
-                import psutil
-
-                self._ps = psutil
-            except ImportError:
-                self._ps = None  # then every process's owner is simply unknown
-        return self._ps
 
     def get(self, pid: int) -> _Owner:
         cached = self._cache.get(pid)
@@ -368,8 +380,7 @@ class HostSampler:
     the process and would be disturbed by any other caller."""
 
     def __init__(self, psutil_module: ModuleType | Any | None = None) -> None:
-        self._ps = psutil_module
-        self._imported = psutil_module is not None
+        self._lazy = LazyPsutil(psutil_module)
         self.error: str | None = None
         self._last_cpu: tuple[float, float] | None = None
         self._proc: Any = None
@@ -378,19 +389,14 @@ class HostSampler:
         """The engine's CPU seconds and the monotonic time they were read."""
 
     def _psutil(self) -> Any:
-        if not self._imported:
-            self._imported = True
-            try:
-                import psutil
-
-                self._ps = psutil
-            except ImportError:
-                self.error = "psutil is not installed"
-        return self._ps
+        module = self._lazy.get()
+        if module is None:
+            self.error = "psutil is not installed"
+        return module
 
     @property
     def unavailable(self) -> bool:
-        return self._imported and self._ps is None
+        return self._lazy.missing
 
     def sample(self, engine_pid: int | None = None) -> HostSnapshot | None:
         ps = self._psutil()
