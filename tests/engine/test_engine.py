@@ -285,3 +285,31 @@ def test_bad_arguments_name_the_field(engine):
         time.sleep(0.05)
     error = next(e for e in engine.events if isinstance(e, Error) and e.id == "x1")
     assert error.type == "config" and "lora.r" in error.message
+
+
+def test_a_run_exported_twice_gives_byte_identical_metadata(engine, trained, tmp_path):
+    for name in ("first", "second"):
+        engine.call(rq.Save(kind="lora", path=str(tmp_path / name), run_dir=str(trained.path)), timeout=180)
+    for meta in ("workbench.json", "fingerprint.json", "chat_template.jinja", "workbench-config.toml"):
+        assert (tmp_path / "first" / meta).read_bytes() == (tmp_path / "second" / meta).read_bytes(), meta
+    from workbench import fingerprint
+
+    assert fingerprint.load(tmp_path / "first") == fingerprint.load(trained.path), "the export prompts as trained"
+
+
+def test_an_export_whose_tokenizer_differs_from_the_runs_is_refused(engine, trained, tmp_path):
+    from workbench import fingerprint
+
+    recorded = fingerprint.load(trained.path)
+    assert recorded is not None
+    changed = dict(recorded.special_ids, eos=recorded.special_ids["eos"] + 1)  # as if the run had another EOS
+    fingerprint.save(fingerprint.TemplateFingerprint.build(changed, recorded.vocab_size, recorded.vocab_sha256,
+                                                           recorded.chat_template_sha256, recorded.rendered_probe),
+                     trained.path)
+    try:
+        with pytest.raises(EngineError) as refused:
+            engine.call(rq.Save(kind="lora", path=str(tmp_path / "x"), run_dir=str(trained.path)), timeout=180)
+        assert f"EOS id {changed['eos']} in the run vs {recorded.special_ids['eos']} in the export" in str(refused.value)
+        assert not (tmp_path / "x").exists()
+    finally:
+        fingerprint.save(recorded, trained.path)

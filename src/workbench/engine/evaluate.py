@@ -20,7 +20,7 @@ from typing import Any
 from workbench import evaluation as ev
 from workbench.config import ConfigError, RunConfig, load_config
 from workbench.engine.generate import adapter_switch, eos_ids, prepare_for_inference
-from workbench.engine.model import Loaded
+from workbench.engine.model import Loaded, check_same_prompts
 from workbench.errors import UserError
 from workbench.runs import RunDir, WeightsSource, resolve_weights
 from workbench.templates import render_prompt
@@ -224,6 +224,7 @@ def run_eval(request: EvalRequest, *, say: Say, models: ModelSource, stop: threa
         say(f"Evaluating {source.run.name} ({plan.weights}) on {len(todo)} of {len(plan.rows)} held-out rows"
             + (" (resumed)" if done else "") + f", batches of {plan.decoding.batch_size}…")
         loaded = models(source.config, str(source.adapter))
+        check_same_prompts(source.run.path, loaded.tokenizer, source.config, "the model loaded for eval")
     size = plan.decoding.batch_size
     for start in range(0, len(todo), size):
         if stop.is_set():

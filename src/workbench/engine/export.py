@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench import __version__
+from workbench import __version__, fingerprint
 from workbench import data as wbdata
 from workbench.config import RunConfig, save_config
-from workbench.engine.model import Loaded
+from workbench.engine.model import Loaded, check_same_prompts, run_fingerprint
 from workbench.errors import UserError
 from workbench.requests import Saved, Verification
 from workbench.runs import RunDir, WeightsSource, resolve_weights
@@ -245,6 +245,7 @@ def verify(kind: SaveKind, folder: Path, loaded: Loaded, source: WeightsSource, 
     say(f"Proving the export: reloading it ({kind}) and comparing {len(expected)} tokens…")
     model, tokenizer, how = _load_export(kind, folder)
     try:
+        check_same_prompts(source.run.path, tokenizer, source.config, "the export", own_template=True)
         leading, equal = compare_next_tokens(model, tokenizer, prompt.text, expected)
     finally:
         del model
@@ -269,10 +270,14 @@ def _data_fingerprint(run: RunDir) -> str:
     return starts[-1].data_fingerprint if starts else ""
 
 
-def write_provenance(folder: Path, source: WeightsSource, kind: SaveKind, verification: Verification | None) -> None:
+def write_provenance(folder: Path, source: WeightsSource, kind: SaveKind, verification: Verification | None,
+                     tokenizer: Any) -> None:
+    """workbench.json and fingerprint.json beside the weights. Nothing in them depends on when the export
+    was made: a run exported twice gives byte-identical metadata."""
     config = source.config
+    fp = run_fingerprint(tokenizer, config)
+    fingerprint.save(fp, folder)
     save_config(config, folder / "workbench-config.toml")
-    write_chat_template(folder, config)
     meta = {
         "kind": kind,
         "base_model": config.model.name,
@@ -287,10 +292,11 @@ def write_provenance(folder: Path, source: WeightsSource, kind: SaveKind, verifi
         "data_source": config.data.source,
         "data_fingerprint_sha256": _data_fingerprint(source.run),
         "verification": verification.model_dump() if verification else None,
+        "template_fingerprint": fp.digest,
         "workbench_version": __version__,
-        "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    (folder / "workbench.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+    (folder / "workbench.json").write_text(json.dumps(meta, ensure_ascii=False, indent=2, sort_keys=True),
+                                           encoding="utf-8")
 
 
 # -- the recipe -------------------------------------------------------------------------------------
@@ -314,7 +320,8 @@ def export_run(run: RunDir, kind: SaveKind, target: Path, *, checkpoint: int | N
             write_merged(source, folder, say)
         else:
             write_gguf(source, folder, say)
+        write_chat_template(folder, source.config)  # before the proof: the export is reloaded with it
         verification = verify(kind, folder, loaded, source, say)
-        write_provenance(folder, source, kind, verification)
+        write_provenance(folder, source, kind, verification, loaded.tokenizer)
     return Saved(kind=kind, path=str(target), run=run.name, step=source.step, checkpoint=source.checkpoint,
                  verification=verification)

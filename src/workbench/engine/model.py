@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from workbench import fingerprint
 from workbench.config import RunConfig
 from workbench.engine.tiny import resolve_model_name
+from workbench.errors import UserError
+from workbench.fingerprint import TemplateFingerprint
+from workbench.templates import chat_template_jinja
 
 
 @dataclass
@@ -117,3 +122,23 @@ def count_parameters(model: Any) -> tuple[int, int]:
         if p.requires_grad:
             trainable += n
     return trainable, total
+
+
+def run_fingerprint(tokenizer: Any, config: RunConfig) -> TemplateFingerprint:
+    """What a run's model reads: its tokenizer with the template it is trained with (instruction baked in)."""
+    return TemplateFingerprint.of(tokenizer, chat_template_jinja(config.data.template, config.data.instruction))
+
+
+def check_same_prompts(run_path: Path, tokenizer: Any, config: RunConfig, what: str, own_template: bool = False) -> None:
+    """Refuse to use `tokenizer` for a run whose recorded fingerprint differs, saying what differs (a base
+    model replaced in the cache since training, another tokenizer): answers would not be the run's.
+    `own_template`: judge the tokenizer's own chat template (an export's, which other tools will use),
+    not the run's training template applied to it (what the workbench itself renders)."""
+    recorded = fingerprint.load(run_path)
+    if recorded is None:
+        return  # a run made before fingerprints were recorded
+    current = TemplateFingerprint.of(tokenizer) if own_template else run_fingerprint(tokenizer, config)
+    found = recorded.differences(current, "the run", what)
+    if found:
+        raise UserError("fingerprint", f"{what} does not prompt the model as {run_path.name} was trained: "
+                        + "; ".join(found), "Use the base model and tokenizer the run was trained with.")

@@ -28,7 +28,7 @@ from workbench import data as wbdata
 from workbench import requests as rq
 from workbench.config import RunConfig
 from workbench.engine.errors import explain
-from workbench.engine.model import Loaded
+from workbench.engine.model import Loaded, check_same_prompts
 from workbench.errors import UserError
 from workbench.protocol import (
     EngineState,
@@ -424,6 +424,8 @@ class Engine:
         config, adapter = self._chat_weights(args)
         with self.busy("generating", "generating"), self.cancellable(rid) as cancel:
             loaded = self._ensure_model(config, adapter)
+            if args.run_dir is not None:
+                check_same_prompts(Path(args.run_dir), loaded.tokenizer, config, "the model loaded for chat")
             self.set_state("generating")
             streams: list[rq.Stream] = ["tuned", "base"] if args.compare else ["tuned"]
             results: dict[rq.Stream, rq.GenerationStats] = {}

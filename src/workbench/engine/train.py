@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from workbench import data as wbdata
+from workbench import fingerprint
 from workbench.config import (
     IGNORED_ON_RESUME,
     RESUMABLE_FIELDS,
@@ -32,7 +33,16 @@ from workbench.config import (
 )
 from workbench.engine.callbacks import GIB, HeldOutPrompts, RunProgress, make_callbacks, memory_event
 from workbench.engine.errors import explain
-from workbench.engine.model import Loaded, add_lora, count_parameters, load_base, model_key, release_memory
+from workbench.engine.model import (
+    Loaded,
+    add_lora,
+    check_same_prompts,
+    count_parameters,
+    load_base,
+    model_key,
+    release_memory,
+    run_fingerprint,
+)
 from workbench.errors import UserError
 from workbench.mfu import lora_flops_per_token
 from workbench.protocol import Done, Event, Log, Status, TrainStart
@@ -292,6 +302,7 @@ def plan_run(session: Session, loaded: Loaded, prepared: PreparedData, resume: b
     from workbench.gpu import peak_tflops
 
     config, run = session.config, session.run
+    record_fingerprint(session, loaded, resume)
     add_lora(loaded, config)
     trainable, total_params = count_parameters(loaded.model)
     check_disk(run, config, trainable)
@@ -328,6 +339,14 @@ def generation_eval_rows(session: Session, loaded: Loaded) -> HeldOutPrompts | N
     session.say(f"Every {e.generate_steps} steps, {len(rows)} held-out rows are summarized and scored "
                 f"(best checkpoint by {e.best_metric}).")
     return HeldOutPrompts(prompts, [x.summary for x in rows], [x.conversation for x in rows])
+
+
+def record_fingerprint(session: Session, loaded: Loaded, resume: bool) -> None:
+    """The run's template fingerprint (chat, eval and every export are checked against it); a resume with
+    another tokenizer or template than the run started with is refused, saying what differs."""
+    if resume:
+        check_same_prompts(session.run.path, loaded.tokenizer, session.config, "the tokenizer loaded now")
+    fingerprint.save(run_fingerprint(loaded.tokenizer, session.config), session.run.path)
 
 
 def build_trainer(session: Session, loaded: Loaded, plan: Plan) -> Any:
