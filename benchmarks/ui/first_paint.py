@@ -308,6 +308,14 @@ def fresh_import_times(code: str, n: int, quiet: float | None = None) -> list[fl
     return out
 
 
+# A fixed pure-Python workload (loops, dicts, strings: what start-up does), CPU seconds in a fresh process.
+# The machine under these benchmarks changes between sessions (an Intel Xeon VM until the third session,
+# an AMD EPYC one in the fourth): this number puts first-paint times of different machines side by side.
+CALIBRATION = ("import time; c = time.process_time(); x = 0\n"
+               "for i in range(1_000_000): x += i * i\n"
+               "d = {str(i): i for i in range(200_000)}; s = sorted(d, key=len)\n"
+               "print(time.process_time() - c)")
+
 # `import workbench.ui.app` as the console script does it (workbench.launch: GC off, pydantic's plugin scan
 # skipped); prints the wall-clock and the CPU time of the import.
 IMPORT_UI_APP = ("import gc, os, time; gc.disable(); os.environ.setdefault('PYDANTIC_DISABLE_PLUGINS', '__all__'); "
@@ -346,6 +354,7 @@ def main() -> None:
     t_python = fresh_import_times(
         "import time, subprocess, sys; t=time.perf_counter(); "
         "subprocess.run([sys.executable, '-c', 'pass']); print(time.perf_counter()-t)", args.import_runs)
+    t_calibration = fresh_import_times(CALIBRATION, 5, quiet=args.quiet)
     fresh_import_times("import workbench.ui.app; print(0)", 1)  # warm the .pyc / page cache
     t_import = fresh_import_times(IMPORT_UI_APP, args.import_runs, quiet=args.quiet)
     t_import_cpu = [row[1] for row in fresh_import_times.last]  # type: ignore[attr-defined]
@@ -384,6 +393,7 @@ def main() -> None:
     stats["total_s_quiet_runs"] = summarize([r["total_s"] for r in quiet])
     stats["run_to_paint_s_quiet_runs"] = summarize([r["run_to_paint_s"] for r in quiet])
     stats["python_startup_s"] = summarize(t_python)
+    stats["calibration_cpu_s"] = summarize(t_calibration)
     stats["import_workbench_ui_app_alone_s"] = summarize(t_import)
     stats["import_workbench_ui_app_alone_cpu_s"] = summarize(t_import_cpu)
     heavy_any = sorted({m for r in runs for m in r["heavy_at_paint"]})
@@ -423,6 +433,7 @@ def main() -> None:
                      ("all_built_s", "process start -> every pane and form section built"),
                      ("paint_to_all_built_s", "  first paint -> all built"),
                      ("python_startup_s", "python -c pass (idle machine)"),
+                     ("calibration_cpu_s", "fixed pure-Python workload, CPU (the machine's speed)"),
                      ("import_workbench_ui_app_alone_s", "import workbench.ui.app alone (as the console script)"),
                      ("import_workbench_ui_app_alone_cpu_s", "  its CPU time"),
                      ("quit_s", "process exit after app.exit()"),
