@@ -29,9 +29,15 @@ parent's time.time() taken just before subprocess.Popen. The breakdown uses the 
 interpreter start-up (parent Popen -> first line of CHILD), `import workbench.cli`,
 `import workbench.ui.app`, App construction, and App.run() -> first paint.
 
+Load: the machine is shared, and a wall-clock time says as much about the other processes as about the
+code. So each run also records the child's CPU time at the paint (`time.process_time()`, all threads,
+interpreter start included: the work itself), and the share of the 2 CPUs other processes kept busy
+between the child's first line and the paint (/proc/stat minus the child's own ticks). A slow run with
+a high share was waiting for a core, not doing more work.
+
 The panes after the first and the Config form's sections below its first one are built just after the
 first frame (ui/widgets/deferred.py); the child also records when the last of them is mounted ("all
-built": the whole UI usable). Once both have happened it exits the app; we wait for the process to end
+built": the whole UI usable; `WorkbenchApp.when_panes_ready`). Once both have happened it exits the app; we wait for the process to end
 (recorded as quit_s: how long the process takes to exit after app.exit(); textual_shutdown_s is
 app.exit() -> App.run() returning, which
 includes asyncio.run() joining its default executor, where the engine-start worker thread waits in
@@ -40,8 +46,10 @@ that run started: it is found by its command line, `python -m workbench.engine -
 .../engine-<child pid>-<ms>.sock` (EngineClient names the socket after the UI's pid), and its whole
 process group (it is a session leader) gets SIGTERM, then SIGKILL. Its socket and log are removed.
 
-Separately, in fresh processes on an idle machine (no engine starting): `python -c pass` (the floor) and
-`import workbench.ui.app` alone, timed with time.perf_counter() around the import.
+Separately, in fresh processes (no engine starting): `python -c pass` (the floor) and `import
+workbench.ui.app` alone as the console script does it (GC off, pydantic's plugin scan skipped; until the
+fourth session it was measured with the scan, and without waiting for a quiet machine), wall-clock and
+CPU time around the import.
 
 The first run is a warm-up (cold page cache / .pyc) and is reported separately, not in the statistics.
 Target (the issue): median total <= 0.5 s.
@@ -88,6 +96,13 @@ OUT, MODE, W, H = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 HEAVY = tuple(sys.argv[5].split(","))
 marks = {"interp_start": T_START}
 
+def machine_ticks():
+    # (busy, total) clock ticks of all CPUs since boot, from /proc/stat: the machine's load over the run
+    fields = [int(x) for x in open("/proc/stat").readline().split()[1:9]]
+    return fields[0] + fields[1] + fields[2] + fields[5] + fields[6] + fields[7], sum(fields)
+
+TICKS_START, OWN_START = machine_ticks(), os.times()
+
 def mark(name):
     marks[name] = time.time()
 
@@ -120,6 +135,7 @@ class Probe(appmod.WorkbenchApp):
         self._painted = False
         self._frames = 0
         self._config_changed = 0
+        self.when_panes_ready(self._all_built)
 
     def on_config_changed(self, message):
         # Textual also runs WorkbenchApp.on_config_changed (handlers run for every class in the MRO).
@@ -147,7 +163,19 @@ class Probe(appmod.WorkbenchApp):
             return
         self._painted = True
         mark("first_paint")
+        busy1, total1 = machine_ticks()
+        own = os.times()
+        ticks = os.sysconf("SC_CLK_TCK")
+        d_total = max(1, total1 - TICKS_START[1])
         result.update(
+            # CPU seconds this process used from its start to the paint (all threads; interpreter start
+            # included): the work, whatever else the machine did meanwhile
+            cpu_at_paint_s=time.process_time(),
+            # the machine's CPUs busy between this process's first line and the paint, and the part of
+            # it that was not this process: other processes competing for the 2 cores
+            machine_busy_during_run=(busy1 - TICKS_START[0]) / d_total,
+            others_busy_during_run=max(0.0, (busy1 - TICKS_START[0])
+                                       - (own.user + own.system - OWN_START.user - OWN_START.system) * ticks) / d_total,
             heavy_at_paint=sorted({m.split(".")[0] for m in sys.modules if m.split(".")[0] in HEAVY}),
             heavy_checked=list(HEAVY),
             n_modules_at_paint=len(sys.modules),
@@ -164,9 +192,10 @@ class Probe(appmod.WorkbenchApp):
         dump(result)
         self._exit_when_built()
 
-    def deferred_mounted(self, widget):
-        super().deferred_mounted(widget)
-        if not self._panes_pending and "all_built" not in marks:
+    def _all_built(self):
+        # Registered in __init__ with WorkbenchApp.when_panes_ready: runs once the last deferred pane and
+        # form section is mounted (WorkbenchApp.on_deferred_built).
+        if "all_built" not in marks:
             mark("all_built")
             self._exit_when_built()
 
@@ -245,6 +274,7 @@ def one_run(mode: str, size: tuple[int, int], quit_timeout: float, workdir: Path
         "cli_to_app_init_s": m["app_init_start"] - m["app_imported"],
         "app_init_s": m["app_init_done"] - m["app_init_start"],
         "run_to_paint_s": paint - m["app_run"],
+        "cpu_at_paint_s": data.get("cpu_at_paint_s"),
         "all_built_s": (m["all_built"] - t_launch) if "all_built" in m else None,
         "paint_to_all_built_s": (m["all_built"] - paint) if "all_built" in m else None,
         "quit_s": (t_exit - m["exit_called"]) if t_exit and "exit_called" in m else None,
@@ -262,13 +292,35 @@ def one_run(mode: str, size: tuple[int, int], quit_timeout: float, workdir: Path
     return rec
 
 
-def fresh_import_times(code: str, n: int) -> list[float]:
-    out = []
+def fresh_import_times(code: str, n: int, quiet: float | None = None) -> list[float]:
+    """Run `code` in n fresh interpreters; each prints one or more numbers on its last line (the first is
+    returned, all are kept in `fresh_import_times.last`). With `quiet`, each waits for a quiet machine."""
+    out, rows = [], []
     for _ in range(n):
+        if quiet is not None:
+            wait_quiet(quiet, 10.0)
         r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=bench_env(),
                            cwd=tempfile.gettempdir(), check=True)
-        out.append(float(r.stdout.strip().splitlines()[-1]))
+        row = [float(x) for x in r.stdout.strip().splitlines()[-1].split()]
+        rows.append(row)
+        out.append(row[0])
+    fresh_import_times.last = rows  # type: ignore[attr-defined]
     return out
+
+
+# A fixed pure-Python workload (loops, dicts, strings: what start-up does), CPU seconds in a fresh process.
+# The machine under these benchmarks changes between sessions (an Intel Xeon VM until the third session,
+# an AMD EPYC one in the fourth): this number puts first-paint times of different machines side by side.
+CALIBRATION = ("import time; c = time.process_time(); x = 0\n"
+               "for i in range(1_000_000): x += i * i\n"
+               "d = {str(i): i for i in range(200_000)}; s = sorted(d, key=len)\n"
+               "print(time.process_time() - c)")
+
+# `import workbench.ui.app` as the console script does it (workbench.launch: GC off, pydantic's plugin scan
+# skipped); prints the wall-clock and the CPU time of the import.
+IMPORT_UI_APP = ("import gc, os, time; gc.disable(); os.environ.setdefault('PYDANTIC_DISABLE_PLUGINS', '__all__'); "
+                 "t = time.perf_counter(); c = time.process_time(); import workbench.ui.app; "
+                 "print(time.perf_counter() - t, time.process_time() - c)")
 
 
 def main() -> None:
@@ -288,8 +340,9 @@ def main() -> None:
     args = ap.parse_args()
     # A user's second start finds the package's bytecode cached: pip compiles it when installing, and
     # Python writes it on the first import. This machine's environment sets PYTHONDONTWRITEBYTECODE=1, so
-    # an editable checkout never gets it and every run would compile src/workbench from source (about
-    # 15-20 ms more). Compile it once, as a normal install has it, unless --no-compile.
+    # an editable checkout never gets it and every run would compile src/workbench from source (+200 M
+    # instructions, +9% of the first paint: ~35 ms). Compile it once, as a normal install has it, unless
+    # --no-compile.
     if not args.no_compile:
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src" / "workbench")], check=True)
     mode = "pty" if args.pty else "headless"
@@ -301,9 +354,10 @@ def main() -> None:
     t_python = fresh_import_times(
         "import time, subprocess, sys; t=time.perf_counter(); "
         "subprocess.run([sys.executable, '-c', 'pass']); print(time.perf_counter()-t)", args.import_runs)
+    t_calibration = fresh_import_times(CALIBRATION, 5, quiet=args.quiet)
     fresh_import_times("import workbench.ui.app; print(0)", 1)  # warm the .pyc / page cache
-    t_import = fresh_import_times(
-        "import time; t=time.perf_counter(); import workbench.ui.app; print(time.perf_counter()-t)", args.import_runs)
+    t_import = fresh_import_times(IMPORT_UI_APP, args.import_runs, quiet=args.quiet)
+    t_import_cpu = [row[1] for row in fresh_import_times.last]  # type: ignore[attr-defined]
     t_import_heavy = subprocess.run(
         [sys.executable, "-c", "import sys, workbench.ui.app; "
          f"print(sorted({{m.split('.')[0] for m in sys.modules}} & set({list(HEAVY)!r})))"],
@@ -331,15 +385,17 @@ def main() -> None:
             else:
                 runs.append(rec)
 
-    keys = ["total_s", "interp_startup_s", "import_cli_s", "import_ui_app_s", "cli_to_app_init_s", "app_init_s",
-            "run_to_paint_s", "all_built_s", "paint_to_all_built_s", "quit_s", "textual_shutdown_s",
+    keys = ["total_s", "cpu_at_paint_s", "others_busy_during_run", "interp_startup_s", "import_cli_s",
+            "import_ui_app_s", "cli_to_app_init_s", "app_init_s", "run_to_paint_s", "all_built_s", "paint_to_all_built_s", "quit_s", "textual_shutdown_s",
             "interpreter_exit_s"]
     stats = {k: summarize([r[k] for r in runs if r.get(k) is not None]) for k in keys}
     quiet = [r for r in runs if r["cpu_busy_before"] <= args.quiet]
     stats["total_s_quiet_runs"] = summarize([r["total_s"] for r in quiet])
     stats["run_to_paint_s_quiet_runs"] = summarize([r["run_to_paint_s"] for r in quiet])
     stats["python_startup_s"] = summarize(t_python)
+    stats["calibration_cpu_s"] = summarize(t_calibration)
     stats["import_workbench_ui_app_alone_s"] = summarize(t_import)
+    stats["import_workbench_ui_app_alone_cpu_s"] = summarize(t_import_cpu)
     heavy_any = sorted({m for r in runs for m in r["heavy_at_paint"]})
     result = {
         "mode": mode,
@@ -362,11 +418,14 @@ def main() -> None:
         "samples": runs,
         "python_startup_samples_s": t_python,
         "import_ui_app_samples_s": t_import,
+        "import_ui_app_cpu_samples_s": t_import_cpu,
     }
     path = write_results(args.name or ("first_paint" if mode == "headless" else "first_paint_pty"), result)
 
     rows = []
     for k, label in [("total_s", "process start -> first paint"),
+                     ("cpu_at_paint_s", "  CPU time of the UI process at first paint"),
+                     ("others_busy_during_run", "  CPUs busy with other processes meanwhile (0-1)"),
                      ("total_s_quiet_runs", "  same, runs that began on a quiet machine"), ("interp_startup_s", "  interpreter start-up"),
                      ("import_cli_s", "  import workbench.cli"), ("import_ui_app_s", "  import workbench.ui.app"),
                      ("cli_to_app_init_s", "  cli: load config"), ("app_init_s", "  WorkbenchApp()"),
@@ -374,12 +433,15 @@ def main() -> None:
                      ("all_built_s", "process start -> every pane and form section built"),
                      ("paint_to_all_built_s", "  first paint -> all built"),
                      ("python_startup_s", "python -c pass (idle machine)"),
-                     ("import_workbench_ui_app_alone_s", "import workbench.ui.app alone (idle)"),
+                     ("calibration_cpu_s", "fixed pure-Python workload, CPU (the machine's speed)"),
+                     ("import_workbench_ui_app_alone_s", "import workbench.ui.app alone (as the console script)"),
+                     ("import_workbench_ui_app_alone_cpu_s", "  its CPU time"),
                      ("quit_s", "process exit after app.exit()"),
                      ("textual_shutdown_s", "  app.exit() -> App.run() returns"),
                      ("interpreter_exit_s", "  App.run() returns -> process gone")]:
         s = stats[k]
-        rows.append([label, secs(s.get("p50")), secs(s.get("p90")), secs(s.get("min")), secs(s.get("max")), s["n"]])
+        fmt = (lambda x: "-" if x is None else f"{x * 100:.0f}%") if k == "others_busy_during_run" else secs
+        rows.append([label, fmt(s.get("p50")), fmt(s.get("p90")), fmt(s.get("min")), fmt(s.get("max")), s["n"]])
     print_table(f"first paint of `workbench demo` ({mode}, {size[0]}x{size[1]}, {args.runs} runs, "
                 f"{os.cpu_count()} CPUs; target median <= 0.5 s)", ["", "median", "p90", "min", "max", "n"], rows)
     print(f"heavy ML modules in sys.modules at first paint (any run): {heavy_any or 'none'} "

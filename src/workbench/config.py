@@ -1,16 +1,19 @@
 """The run configuration: pydantic models for a whole fine-tuning run, TOML load/save, and the mapping
 to unsloth / TRL keyword arguments.
 
-Every field carries a docstring; `use_attribute_docstrings` turns it into the field's description, which
+Every field carries a docstring; it becomes the field's description (`_Section.__init_subclass__`), which
 the UI shows as help and the error messages quote. Nothing here imports torch or transformers.
 """
 
 from __future__ import annotations
 
+import ast
+import inspect
+import itertools
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -28,10 +31,47 @@ class ConfigError(Exception):
     """A configuration problem, already phrased for the user: file, field, value and what is allowed."""
 
 
+def _attribute_docstrings() -> dict[str, dict[str, str]]:
+    """{class name: {field: docstring}} for the classes of this module, from one parse of its source.
+
+    What pydantic's `use_attribute_docstrings` finds, for less: on Python < 3.13 pydantic walks the call
+    stack for every class (`inspect.getmodule`, which resolves the path of every loaded module) and
+    tokenizes the class's source again; about 90 M instructions (15 ms) for these classes, before the
+    TUI's first frame. This parse costs about 25 M.
+    """
+    try:
+        tree = ast.parse(Path(__file__).read_bytes())
+    except (OSError, SyntaxError, ValueError):  # no source beside the bytecode: no descriptions, as pydantic
+        return {}
+    docs: dict[str, dict[str, str]] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            fields = docs.setdefault(node.name, {})
+            for field, doc in itertools.pairwise(node.body):
+                if (isinstance(field, ast.AnnAssign) and isinstance(field.target, ast.Name)
+                        and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)
+                        and isinstance(doc.value.value, str)):
+                    fields[field.target.id] = inspect.cleandoc(doc.value.value)
+    return docs
+
+
+_FIELD_DOCS = _attribute_docstrings()
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(
-        extra="forbid", use_attribute_docstrings=True, validate_assignment=True, allow_inf_nan=False
-    )
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Each field's docstring becomes its description, as if it were annotated
+        # `Annotated[type, Field(description=docstring)]`: pydantic builds the same fields and JSON schema
+        # as with `use_attribute_docstrings=True` (tests/unit/test_startup_path.py compares them).
+        # Called before pydantic collects the fields. For the classes of this module only.
+        super().__init_subclass__(**kwargs)
+        annotations = cls.__annotations__  # the class's own (Python >= 3.10), mutated before pydantic reads it
+        docs = _FIELD_DOCS.get(cls.__name__, {}) if cls.__module__ == __name__ else {}
+        for name, doc in docs.items():
+            if name in annotations:
+                annotations[name] = Annotated[annotations[name], Field(description=doc)]
 
 
 class ModelSection(_Section):
