@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # sections and the engine client's requests come after it.
 STARTUP_MODULES = {
     "workbench", "workbench.launch", "workbench.cli", "workbench.settings", "workbench.config",
-    "workbench.errors", "workbench.protocol", "workbench.client", "workbench.runs", "workbench.gpu",
+    "workbench.errors", "workbench.protocol", "workbench.client", "workbench.runs",
     "workbench.textwidth", "workbench.ui", "workbench.ui.app", "workbench.ui.bridge", "workbench.ui.commands",
     "workbench.ui.gc_schedule", "workbench.ui.messages", "workbench.ui.panes", "workbench.ui.panes.config_pane",
     "workbench.ui.widgets", "workbench.ui.widgets.deferred", "workbench.ui.widgets.focus_scroll",

@@ -8,12 +8,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from textual.message import Message
 
 from workbench.config import RunConfig
-from workbench.gpu import Reading
 from workbench.protocol import Done, Event
+
+if TYPE_CHECKING:
+    from workbench.gpu import Reading  # off the start-up path: the gauges are built after the first frame
 
 
 class EngineEvent(Message):
