@@ -228,7 +228,8 @@ class EvalSection(_Section):
     generate_rows: int = Field(4, ge=1, le=256)
     """Held-out rows summarized at each generate_steps (greedy)."""
     best_metric: Literal["eval_loss", "rougeL", "chrf"] = "eval_loss"
-    """What marks the best checkpoint (kept from rotation): eval loss, or ROUGE-L / chrF++ of the generation eval."""
+    """What marks the best checkpoint: eval loss, or ROUGE-L / chrF++ of the generation eval. A new best is
+    saved as a checkpoint at once (so it holds exactly the weights that scored it) and kept from rotation."""
     early_stopping_patience: int = Field(0, ge=0)
     """Stop when best_metric has not improved for this many evaluations (0: never stop early)."""
 
