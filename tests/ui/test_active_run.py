@@ -125,3 +125,12 @@ async def test_a_runs_record_is_not_overwritten_by_save(here: Path):
         await pilot.pause()
         assert "run's record" in str(app.query_one("#config-message", Static).render())
         assert run.config_path.read_bytes() == before
+
+
+async def test_without_a_run_the_save_pane_says_what_to_do(here: Path):
+    app = WorkbenchApp(config_path=the_9b_default(here / "default.toml"), start_engine=False)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await app.panes_mounted()
+        await pilot.press("5")
+        await pilot.pause()
+        assert "No run yet" in str(app.query_one("#save-source", Static).render())

@@ -67,14 +67,16 @@ class SavePane(Vertical):
         yield RunsList(id="runs")
 
     def on_mount(self) -> None:
-        self.watch_run_dir(self.run_dir)
+        self._show_source(self.run_dir)  # `is_mounted` is still False here: the watcher would skip it
         self.action_refresh_runs()
 
     # -- what is saved, and where -----------------------------------------------------------------
     def watch_run_dir(self, run_dir: str | None) -> None:
+        if self.is_mounted:
+            self._show_source(run_dir)
+
+    def _show_source(self, run_dir: str | None) -> None:
         """A new active run: its weights to choose from, and a target inside it (never the last run's)."""
-        if not self.is_mounted:
-            return
         self.query_one(RunsList).active_run = run_dir
         source = self.query_one("#save-source", Static)
         weights = self.query_one("#save-weights", Select)
