@@ -22,9 +22,11 @@ PROTOCOL_VERSION = 2
 
 Command = Literal[
     "ping", "load", "unload", "preview", "dataset_stats", "train", "stop", "generate", "cancel", "save", "status",
-    "shutdown", "evaluate",
+    "shutdown", "evaluate", "pause", "continue",
 ]
-EngineState = Literal["starting", "loading", "ready", "training", "generating", "saving", "stopping", "error"]
+EngineState = Literal[
+    "starting", "loading", "ready", "training", "paused", "generating", "saving", "stopping", "error"
+]
 
 
 class Request(BaseModel):
@@ -171,6 +173,30 @@ class BestCheckpoint(_Event):
     path: str
 
 
+class Paused(_Event):
+    """The trainer waits between two steps: Chat, held-out fills and quick evals use the live adapter."""
+
+    event: Literal["paused"] = "paused"
+    step: int
+
+
+class Resumed(_Event):
+    event: Literal["resumed"] = "resumed"
+    step: int
+    paused_s: float
+    """How long it waited (not counted in tokens/s, the ETA or the elapsed time)."""
+
+
+class Probe(_Event):
+    """What the live model said while the run was paused, recorded with the run."""
+
+    event: Literal["probe"] = "probe"
+    step: int
+    prompt: str
+    output: str
+    kind: Literal["chat", "eval"] = "chat"
+
+
 class Checkpoint(_Event):
     event: Literal["checkpoint"] = "checkpoint"
     step: int
@@ -215,7 +241,7 @@ class StatsProgress(_Event):
 
 Event = Annotated[
     Hello | State | Status | Result | Error | TrainStart | Log | Eval | GenerationEval | BestCheckpoint | Memory
-    | Checkpoint | Done | Token | StatsProgress | EvalProgress,
+    | Checkpoint | Done | Token | StatsProgress | EvalProgress | Paused | Resumed | Probe,
     Field(discriminator="event"),
 ]
 @functools.cache

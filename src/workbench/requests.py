@@ -190,6 +190,27 @@ class Stop(Args, Expects[Stopping]):
     cmd = "stop"
 
 
+class Pausing(Answer):
+    pausing: bool
+    """False when nothing trains."""
+
+
+class Pause(Args, Expects[Pausing]):
+    """Pause the run at the next step boundary (a `Paused` event says when it is there)."""
+
+    cmd = "pause"
+
+
+class Continuing(Answer):
+    continuing: bool
+
+
+class Continue(Args, Expects[Continuing]):
+    """Let a paused run go on (a `Resumed` event follows)."""
+
+    cmd = "continue"
+
+
 # -- chat -------------------------------------------------------------------------------------------
 
 class GenerationStats(BaseModel):
@@ -292,7 +313,7 @@ class Evaluate(Args, Expects[EvalFinished]):
 COMMANDS: dict[str, type[Args]] = {
     cls.cmd: cls
     for cls in (Ping, GetStatus, Shutdown, Cancel, Load, Unload, Preview, Statistics, Train, Stop, Generate,
-                Save, Evaluate)
+                Save, Evaluate, Pause, Continue)
 }
 
 

@@ -33,6 +33,7 @@ boot()  # unsloth before transformers, whoever imports this module first
 from transformers import TrainerCallback  # noqa: E402
 
 from workbench.config import EvalSection  # noqa: E402
+from workbench.engine.pause import PauseControl  # noqa: E402
 from workbench.mfu import mfu  # noqa: E402
 from workbench.protocol import (  # noqa: E402
     BestCheckpoint,
@@ -61,12 +62,16 @@ class RunProgress:
     """Seconds per optimizer step, the compiling first step excluded."""
     failure: str | None = None
     last_loss: float | None = None
+    paused_total: float = 0.0
+    """Seconds the run waited, paused for probes: not training time."""
+    paused_pending: float = 0.0
+    """Paused seconds the step reporter has not yet taken off its tokens/s clock."""
     early_stop: str | None = None
     """Why training stopped early (eval.early_stopping_patience), for the run's final message."""
     best: BestCheckpoint | None = None
 
     def elapsed(self, now: float) -> float:
-        return self.elapsed_before + now - self.t0
+        return self.elapsed_before + now - self.t0 - self.paused_total
 
     def eta(self, step: int, total: int) -> float | None:
         if not self.step_times:
@@ -181,6 +186,8 @@ class StepReporter(TrainerCallback):  # type: ignore[misc]
         if "loss" not in logs:
             return
         now = time.time()
+        self.last_t += self.progress.paused_pending  # a pause is not time spent on these tokens
+        self.progress.paused_pending = 0.0
         loss, grad_norm = logs.get("loss"), logs.get("grad_norm")
         # Our own count (TRL's num_tokens is missing under unsloth); a resumed run counts from the resume.
         counted = self.trainer.wb_tokens
@@ -206,6 +213,19 @@ class StepReporter(TrainerCallback):  # type: ignore[misc]
         self.logs_seen += 1
         if _cuda() and self.logs_seen % self.MEMORY_EVERY == 1:
             self.emit(memory_event(self.run_name, "step", self.memory_before_gib))
+
+
+class PauseGate(TrainerCallback):  # type: ignore[misc]
+    """Where a pause happens: at the start of a step, after the previous one was logged and saved (first in
+    the list, so the step's clock starts after the pause)."""
+
+    def __init__(self, control: PauseControl, stop: threading.Event, progress: RunProgress) -> None:
+        self.control, self.stop, self.progress = control, stop, progress
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+        waited = self.control.gate(state.global_step, self.stop)
+        self.progress.paused_total += waited
+        self.progress.paused_pending += waited
 
 
 class EvalReporter(TrainerCallback):  # type: ignore[misc]
@@ -355,7 +375,8 @@ def paused_for_inference(model: Any) -> Iterator[None]:
 
 def make_callbacks(trainer: Any, emit: Emit, stop: threading.Event, run_name: str, progress: RunProgress,
                    flops_per_token: float, peak_tflops: float | None, memory_before_gib: float,
-                   eval_rows: HeldOutPrompts | None = None, decoding: EvalSection | None = None) -> list[Any]:
+                   eval_rows: HeldOutPrompts | None = None, decoding: EvalSection | None = None,
+                   pause: PauseControl | None = None) -> list[Any]:
     # Order matters where two act on one hook: the clock times the step before the guard may stop it,
     # the guard judges a log before the reporter records its loss, and a checkpoint is marked complete
     # before it is marked best.
@@ -369,6 +390,8 @@ def make_callbacks(trainer: Any, emit: Emit, stop: threading.Event, run_name: st
         CheckpointMarker(emit, run_name),
         tracker,
     ]
+    if pause is not None:
+        callbacks.insert(0, PauseGate(pause, stop, progress))
     if eval_rows is not None and decoding.generate_steps:
         callbacks.append(GenerationEvaluator(trainer, emit, run_name, decoding.generate_steps, eval_rows, decoding,
                                              tracker, stop))

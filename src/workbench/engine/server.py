@@ -29,15 +29,20 @@ from workbench import requests as rq
 from workbench.config import RunConfig
 from workbench.engine.errors import explain
 from workbench.engine.model import Loaded, check_same_prompts
+from workbench.engine.pause import PauseControl
 from workbench.errors import UserError
 from workbench.protocol import (
     EngineState,
     Error,
     EvalProgress,
+    Event,
     Hello,
+    Paused,
+    Probe,
     ProtocolError,
     Request,
     Result,
+    Resumed,
     State,
     StatsProgress,
     Status,
@@ -61,6 +66,7 @@ class TrainingJob:
     config: RunConfig
     stop: threading.Event
     thread: threading.Thread
+    pause: PauseControl
 
 
 class DataCache:
@@ -133,6 +139,8 @@ class Engine:
             rq.Ping: (self.ping, True),
             rq.GetStatus: (self.status, True),
             rq.Stop: (self.stop, True),
+            rq.Pause: (self.pause, True),
+            rq.Continue: (self.continue_, True),
             rq.Cancel: (self.cancel, True),
             rq.Shutdown: (self.shutdown, True),
             rq.Load: (self.load, False),
@@ -397,18 +405,55 @@ class Engine:
             self._release()
             raise
         stop = threading.Event()
+        pause = PauseControl(record=self._recorder(run))
 
         def work() -> None:
             try:
                 self.set_state("training", run.name)
                 _done, self.loaded = run_training(config, run, self.emit, stop, resume=args.resume,
-                                                  loaded=self.loaded, socket_path=self.socket_path)
+                                                  loaded=self.loaded, socket_path=self.socket_path, pause=pause)
             finally:
                 self._release()
 
-        self.job = TrainingJob(run, config, stop, threading.Thread(target=work, name="train", daemon=True))
+        thread = threading.Thread(target=work, name="train", daemon=True)
+        self.job = TrainingJob(run, config, stop, thread, pause)
         self.job.thread.start()
         return rq.TrainStarted(run=run.name, run_dir=str(run.path))
+
+    def _recorder(self, run: RunDir) -> Callable[[Event], None]:
+        """An event of the run: into its events.jsonl and to the client; the engine's state follows a pause."""
+        def record(event: Event) -> None:
+            event.run = run.name
+            run.append(event)
+            self.emit(event)
+            if isinstance(event, Paused):
+                self.set_state("paused", f"{run.name} at step {event.step}")
+            elif isinstance(event, Resumed):
+                self.set_state("training", run.name)
+        return record
+
+    def pause(self, args: rq.Pause, rid: str) -> rq.Pausing:
+        if self.job is None or not self.training:
+            return rq.Pausing(pausing=False)
+        self.job.pause.request()
+        return rq.Pausing(pausing=True)
+
+    def continue_(self, args: rq.Continue, rid: str) -> rq.Continuing:
+        if self.job is None or not self.training:
+            return rq.Continuing(continuing=False)
+        return rq.Continuing(continuing=self.job.pause.resume())
+
+    def _paused_job(self, cancel: threading.Event) -> TrainingJob:
+        """The training run, paused (asked to pause now if it was not): a probe's model."""
+        job = self.job
+        assert job is not None
+        if not job.pause.paused:
+            job.pause.request()
+            self.say("Pausing training at the next step boundary to answer with the live adapter…")
+            if not job.pause.wait_paused(PAUSE_WAIT_S, cancel):
+                raise UserError("busy", "The run did not reach a step boundary in time (or the request was "
+                                "cancelled).", "Try again, or stop the run.")
+        return job
 
     def _run_dir(self, args: rq.Train) -> RunDir:
         if args.run_dir:
@@ -421,6 +466,8 @@ class Engine:
     def generate(self, args: rq.Generate, rid: str) -> rq.Generated:
         from workbench.engine.generate import generate_stream
 
+        if self.training:
+            return self._probe_chat(args, rid)
         config, adapter = self._chat_weights(args)
         with self.busy("generating", "generating"), self.cancellable(rid) as cancel:
             loaded = self._ensure_model(config, adapter)
@@ -444,6 +491,27 @@ class Engine:
                 )
                 results[stream] = result.stats()
             return rq.Generated(results=results, has_adapter=loaded.has_lora)
+
+    def _probe_chat(self, args: rq.Generate, rid: str) -> rq.Generated:
+        """Chat during training: the run pauses at a step boundary and the live adapter answers, with the
+        run's own config; the answer is recorded with the run (what the model said when)."""
+        from workbench.engine.generate import generate_stream
+
+        with self.cancellable(rid) as cancel:
+            job = self._paused_job(cancel)
+            config = job.config
+            with job.pause.probe() as live:
+                streams: list[rq.Stream] = ["tuned", "base"] if args.compare else ["tuned"]
+                results: dict[rq.Stream, rq.GenerationStats] = {}
+                for stream in streams:
+                    result = generate_stream(
+                        live, template=config.data.template, instruction=config.data.instruction,
+                        conversation=args.conversation, on_text=self._token_sender(rid, stream), cancel=cancel,
+                        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                        use_adapter=(stream == "tuned"))
+                    results[stream] = result.stats()
+            job.pause.record(Probe(step=job.pause.step, prompt=args.conversation, output=results["tuned"].text))
+            return rq.Generated(results=results, has_adapter=True)
 
     def _token_sender(self, rid: str, stream: rq.Stream) -> Callable[[str], None]:
         def send(text: str) -> None:
@@ -485,6 +553,9 @@ class Engine:
 
 
 # -- transport ------------------------------------------------------------------------------------
+
+PAUSE_WAIT_S = 600.0
+"""A probe waits at most this long for the run to reach a step boundary (a slow step on a big model)."""
 
 FIRST_CLIENT_WAIT_S = 120.0
 """An engine nobody connects to in this time exits: its UI died while it started (the UI connects within

@@ -43,6 +43,7 @@ from workbench.engine.model import (
     release_memory,
     run_fingerprint,
 )
+from workbench.engine.pause import PauseControl
 from workbench.errors import UserError
 from workbench.mfu import lora_flops_per_token
 from workbench.protocol import Done, Event, Log, Status, TrainStart
@@ -253,8 +254,8 @@ class Session:
     """One call of `run_training`: the run, where its events go, and the state its steps share."""
 
     def __init__(self, config: RunConfig, run: RunDir, emit: Emit, stop: threading.Event,
-                 status: Callable[[str], None] | None) -> None:
-        self.config, self.run, self.stop = config, run, stop
+                 status: Callable[[str], None] | None, pause: PauseControl | None = None) -> None:
+        self.config, self.run, self.stop, self.pause = config, run, stop, pause
         self._emit, self._status = emit, status
         self.started = time.time()
         self.batch = config.training.per_device_train_batch_size
@@ -359,7 +360,7 @@ def build_trainer(session: Session, loaded: Loaded, plan: Plan) -> Any:
     trainer.remove_callback(PrinterCallback)
     for callback in make_callbacks(trainer, session.out, session.stop, session.run.name, session.progress,
                                    plan.flops_per_token, plan.peak_tflops, plan.memory_before_gib,
-                                   eval_rows=plan.eval_rows, decoding=session.config.eval):
+                                   eval_rows=plan.eval_rows, decoding=session.config.eval, pause=session.pause):
         trainer.add_callback(callback)
     return trainer
 
@@ -455,13 +456,14 @@ def run_training(
     loaded: Loaded | None = None,
     status: Callable[[str], None] | None = None,
     socket_path: str | None = None,
+    pause: PauseControl | None = None,
 ) -> tuple[Done, Loaded | None]:
     """Train one run to completion, stop or failure. Never raises for expected failures: returns the
     final `Done` event (also emitted) and the loaded model (for chat and save afterwards).
 
     While it trains, the run's engine.json names this process (and the socket a UI re-attaches to, when
     an engine serves one): `workbench runs` and `attach` tell a live run from an interrupted one by it."""
-    session = Session(config, run, emit, stop, status)
+    session = Session(config, run, emit, stop, status, pause)
     run.write_engine_info(os.getpid(), socket_path)
     step = total = 0
     try:
@@ -477,6 +479,8 @@ def run_training(
         plan = plan_run(session, loaded, prepared, resume)
         if plan.memory_before_gib:
             session.out(memory_event(run.name, "before", plan.memory_before_gib))
+        if session.pause is not None:
+            session.pause.live = loaded  # what a probe uses while the run is paused
         trainer = train_with_oom_retry(session, loaded, plan)
         step, total = trainer.state.global_step, trainer.state.max_steps
         done = finish(session, loaded, plan, trainer)
