@@ -8,8 +8,11 @@ the UI shows as help and the error messages quote. Nothing here imports torch or
 from __future__ import annotations
 
 import ast
+import codecs
+import contextlib
 import inspect
 import itertools
+import shutil
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -399,12 +402,93 @@ def dumps_config(config: RunConfig) -> str:
     return tomli_w.dumps(config_to_dict(config))
 
 
-def save_config(config: RunConfig, path: str | Path) -> None:
-    """Write atomically: a crash mid-write never leaves a truncated config behind."""
+def dumps_config_over(config: RunConfig, original: str) -> str:
+    """`config` as TOML, written over the text of an existing config file so that the user's layout
+    survives. Only what changes the file's meaning is touched: a value that differs is replaced in place
+    (a comment after it stays); a setting the file leaves out (it means the default) is added, after the
+    last setting of its section, only when the config's value is not that default; keys that are not
+    settings, or no longer (a field emptied to None: TOML has no null), are removed. Comments, blank
+    lines, key order and the spelling of unchanged values (`2e-4` stays `2e-4`) are kept.
+
+    The result is checked: if it does not read back as exactly `config` (a layout tomlkit cannot edit
+    faithfully), the plain dump is returned instead. Raises ValueError if `original` is not TOML."""
+    # Imported here: tomlkit costs 25-60 ms to import, and the UI imports this module before its first
+    # paint, while only a Save needs it.
+    import tomlkit
+    from tomlkit.items import InlineTable
+
+    before = tomllib.loads(original)
+    doc = tomlkit.parse(original)
+    after = config_to_dict(config)
+    try:
+        # What the file means, defaults included (the settings it leaves out are these).
+        meant = config_to_dict(config_from_dict(before))
+    except ConfigError:
+        meant = {}
+    try:
+        for key in [k for k in doc if k not in after]:
+            del doc[key]  # not a section: loading refuses it, so the saved file must not keep it
+        for section, values in after.items():
+            old_values = before.get(section)
+            missing = {key: value for key, value in values.items()
+                       if key not in (old_values or {}) and meant.get(section, {}).get(key, _ABSENT) != value}
+            if not isinstance(old_values, dict) or section not in doc:
+                if missing or section in doc:
+                    doc[section] = values if section in doc else missing
+                continue
+            table = doc[section]
+            for key in [k for k in table if k not in values]:
+                del table[key]
+            for key, value in values.items():
+                # Compared as Python values: 2e-4 == 0.0002 and 1 == 1.0 keep the file's spelling.
+                if key in old_values and old_values[key] != value:
+                    table[key] = value
+            last = next((k for k, _ in reversed(table.value.body) if k is not None), None)
+            for key, value in missing.items():
+                if last is None or isinstance(table, InlineTable):
+                    table[key] = value
+                else:
+                    # After the section's last setting, not at the end of its body: the blank lines and
+                    # comments there lead into the next section (`Container.add` put keys under them).
+                    table.value._insert_after(last.key, key, value)
+                    last = tomlkit.key(key)
+        text = tomlkit.dumps(doc)
+        same = config_from_dict(tomllib.loads(text)) == config
+    # tomlkit refuses some edits of unusual layouts (KeyError, TypeError, its own TOMLKitError), and a
+    # layout it edits wrongly shows in the check: either way the plain dump is correct.
+    except (KeyError, TypeError, ValueError, AttributeError, ConfigError, tomlkit.exceptions.TOMLKitError):
+        same = False
+    return text if same else dumps_config(config)
+
+
+_ABSENT: Any = object()
+
+
+def save_config(config: RunConfig, path: str | Path, template: str | Path | None = None) -> None:
+    """Write `config` to `path` as TOML, atomically: a crash mid-write never leaves a truncated config.
+
+    If `path` already holds a TOML file, only the values that changed are rewritten and its comments
+    and layout stay (`dumps_config_over`). A new file takes its layout from `template` (the file the
+    config was loaded from, for "save as") when that is TOML, else it is a plain dump."""
     path = Path(path)
+    text, bom = None, False
+    for source in (path, template):
+        if source is None:
+            continue
+        try:
+            raw = Path(source).read_bytes()
+            text = dumps_config_over(config, raw.decode("utf-8-sig"))
+        except (OSError, ValueError):  # absent, unreadable, not UTF-8 or not TOML: nothing to keep
+            continue
+        bom = source == path and raw.startswith(codecs.BOM_UTF8)  # the file keeps its own byte order mark
+        break
+    if text is None:
+        text = dumps_config(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(dumps_config(config), encoding="utf-8")
+    tmp.write_bytes((codecs.BOM_UTF8 if bom else b"") + text.encode("utf-8"))
+    with contextlib.suppress(OSError):
+        shutil.copymode(path, tmp)  # a file the user made private stays private
     tmp.replace(path)
 
 
@@ -450,6 +534,16 @@ def field_help(section: str, name: str) -> str:
     model = RunConfig.model_fields[section].annotation
     assert isinstance(model, type) and issubclass(model, BaseModel)
     return model.model_fields[name].description or ""
+
+
+def all_fields() -> list[tuple[str, str, str]]:
+    """(section, name, help text) of every setting, in the order of the form and of a saved file."""
+    fields = []
+    for section, info in RunConfig.model_fields.items():
+        model = info.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        fields += [(section, name, field.description or "") for name, field in model.model_fields.items()]
+    return fields
 
 
 def set_field(config: RunConfig, section: str, name: str, value: Any) -> RunConfig:

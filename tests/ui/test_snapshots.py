@@ -77,7 +77,34 @@ def test_config_pane_80x24_with_an_error(snap_compare, snap_app):
     async def before(pilot):
         app = await _ready(pilot)
         app.query_one("#f-model-max_seq_length", Input).focus()
-        await pilot.press("ctrl+a", "backspace", "8", "escape")
+        # (ctrl+a is "home" in a Textual Input: the text was 81024, valid, and the snapshot had no error)
+        await pilot.press("end", *["backspace"] * 4, "8", "escape")
+        await pilot.pause()
+    assert snap_compare(snap_app(), terminal_size=(80, 24), run_before=before)
+
+
+def test_config_pane_160x50_changes_listed(snap_compare, snap_app):
+    # Two fields edited (marked ●, the file's value in their help), the list of changes open (d), and
+    # the focus on a field (its help whole).
+    async def before(pilot):
+        app = await _ready(pilot)
+        app.query_one("#f-lora-r", Input).focus()
+        await pilot.press("end", "ctrl+u", *"32", "escape")
+        app.query_one("#f-training-learning_rate", Input).focus()
+        await pilot.press("end", "ctrl+u", *"1e-4", "escape", "d")
+        app.query_one("#f-data-input_column").focus()
+        await pilot.press("end", "ctrl+u", "escape")  # invalid: empty
+        app.query_one("#f-lora-gradient_checkpointing").focus()
+        await pilot.pause()
+    assert snap_compare(snap_app(), terminal_size=(160, 50), run_before=before)
+
+
+def test_config_pane_80x24_filtered(snap_compare, snap_app):
+    # "/rank": the fields whose name or help says it; enter goes to the first, tab to the next, whose
+    # help shows under it (no room beside the editor at 80 columns).
+    async def before(pilot):
+        await _ready(pilot)
+        await pilot.press("slash", *"rank", "enter", "tab")
         await pilot.pause()
     assert snap_compare(snap_app(), terminal_size=(80, 24), run_before=before)
 

@@ -464,3 +464,149 @@ def test_valid_values_round_trip_through_toml(data: dict[str, Any]) -> None:
                 assert got == [m.strip() for m in value]
             else:
                 assert got == value
+
+
+# ------------------------------------------------------------------------- saving over a user's file
+
+COMMENTED = """\
+# My run: the demo with a bigger adapter.   (a comment at the top)
+
+[model]
+name = "builtin:tiny-gemma2"   # the tiny local model
+max_seq_length = 1024
+load_in_4bit = false
+
+# --- the adapter -------------------------------------------------------------
+[lora]
+alpha = 16      # kept equal to r
+r = 16          # rank; 32 next time
+target_modules = [
+    "q_proj", "k_proj", "v_proj",  # attention
+    "o_proj", "gate_proj", "up_proj", "down_proj",
+]
+
+[data]
+instruction = "नीचे दी गई बातचीत का हिंदी में संक्षिप्त सारांश लिखिए।"  # Hindi
+max_rows = 48
+
+[training]
+learning_rate = 2e-4            # spelled as I like it
+num_train_epochs = 1
+"""
+
+
+def _changed_lines(before: str, after: str) -> list[tuple[str, str]]:
+    """(old line, new line) for each line that differs; both texts must have the same number of lines."""
+    old, new = before.splitlines(keepends=True), after.splitlines(keepends=True)
+    assert len(old) == len(new), after
+    return [(a, b) for a, b in zip(old, new, strict=True) if a != b]
+
+
+def test_save_keeps_comments_and_layout_and_changes_only_the_edited_values(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(COMMENTED, encoding="utf-8")
+    config = set_field(set_field(load_config(path), "lora", "r", 32), "model", "max_seq_length", 2048)
+    save_config(config, path)
+    after = path.read_text(encoding="utf-8")
+    # Every other line (comments, blank lines, the key order, `2e-4` and `1` as spelled, the settings
+    # the file leaves to their defaults) is byte-identical; the edited lines keep their comments.
+    assert _changed_lines(COMMENTED, after) == [
+        ("max_seq_length = 1024\n", "max_seq_length = 2048\n"),
+        ("r = 16          # rank; 32 next time\n", "r = 32          # rank; 32 next time\n"),
+    ]
+    assert load_config(path) == config
+
+
+def test_save_adds_a_setting_after_the_last_of_its_section_and_drops_an_emptied_one(tmp_path: Path) -> None:
+    path = tmp_path / "mine.toml"
+    path.write_text(COMMENTED, encoding="utf-8")
+    config = set_field(load_config(path), "data", "max_rows", None)  # emptied: TOML has no null
+    config = set_field(config, "model", "dtype", "float32")  # left out of the file (its default) until now
+    config = set_field(config, "lora", "dropout", 0.05)
+    config = set_field(config, "output", "run_name", "big")  # a section the file does not have
+    save_config(config, path)
+    expected = (COMMENTED
+                .replace("load_in_4bit = false\n", 'load_in_4bit = false\ndtype = "float32"\n')
+                .replace("]\n\n[data]", "]\ndropout = 0.05\n\n[data]")
+                .replace("max_rows = 48\n", "")
+                + '\n[output]\nrun_name = "big"\n')
+    assert path.read_text(encoding="utf-8") == expected
+    assert load_config(path) == config
+
+
+def test_saving_an_unchanged_config_writes_the_same_bytes_plus_what_it_lacked(tmp_path: Path) -> None:
+    full = (CONFIGS / "demo.toml").read_text(encoding="utf-8")
+    path = tmp_path / "demo.toml"
+    path.write_text(full, encoding="utf-8")
+    save_config(load_config(path), path)
+    assert path.read_text(encoding="utf-8") == full
+
+
+def test_save_drops_what_loading_would_refuse(tmp_path: Path) -> None:
+    # A file that does not load (an unknown key, a stray section): the saved one must.
+    path = tmp_path / "mine.toml"
+    path.write_text("# keep me\n[lora]\nr = 8\nrank = 8  # typo\n\n[extras]\nx = 1\n", encoding="utf-8")
+    config = set_field(RunConfig(), "lora", "r", 8)
+    save_config(config, path)
+    after = path.read_text(encoding="utf-8")
+    assert load_config(path) == config
+    assert after.startswith("# keep me\n[lora]\nr = 8\n") and "rank" not in after and "extras" not in after
+
+
+def test_save_over_a_file_that_is_not_toml_replaces_it(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text("this is [not toml\n", encoding="utf-8")
+    save_config(RunConfig(), path)
+    assert path.read_text(encoding="utf-8") == dumps_config(RunConfig())
+
+
+def test_save_as_takes_the_layout_of_the_file_the_config_came_from(tmp_path: Path) -> None:
+    source = tmp_path / "mine.toml"
+    source.write_text(COMMENTED, encoding="utf-8")
+    config = set_field(load_config(source), "lora", "r", 64)
+    target = tmp_path / "copy.toml"
+    save_config(config, target, template=source)
+    after = target.read_text(encoding="utf-8")
+    assert "# the tiny local model" in after and "r = 64          # rank" in after
+    assert load_config(target) == config
+    assert source.read_text(encoding="utf-8") == COMMENTED, "the template is only read"
+
+
+def test_save_keeps_the_byte_order_mark_and_the_files_mode(tmp_path: Path) -> None:
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + COMMENTED.encode("utf-8"))
+    path.chmod(0o600)
+    save_config(set_field(load_config(path), "lora", "r", 8), path)
+    raw = path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf# My run")
+    assert b"r = 8          # rank" in raw
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(first=valid_configs, second=valid_configs)
+def test_any_config_saved_over_any_commented_file_reads_back_exactly(
+        tmp_path: Path, first: dict[str, Any], second: dict[str, Any]) -> None:
+    # Whatever the file held and whatever replaces it, the saved file loads as the config saved.
+    path = tmp_path / "c.toml"
+    text = "# header\n" + dumps_config(config_from_dict(first)).replace("\n[", "\n# a section\n[")
+    path.write_text(text, encoding="utf-8")
+    config = config_from_dict(second)
+    save_config(config, path)
+    assert load_config(path) == config
+    assert path.read_text(encoding="utf-8").startswith("# header\n")
+
+
+def test_an_edit_tomlkit_gets_wrong_is_caught_and_the_plain_dump_written(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The edited text is read back before it is written: should tomlkit lose a value (a layout it does
+    # not edit faithfully), the file still says exactly the config.
+    import tomlkit
+
+    path = tmp_path / "mine.toml"
+    path.write_text(COMMENTED, encoding="utf-8")
+    config = set_field(load_config(path), "lora", "r", 32)
+    real_dumps = tomlkit.dumps
+    monkeypatch.setattr(tomlkit, "dumps", lambda doc: real_dumps(doc).replace("r = 32", "r = 16"))
+    save_config(config, path)
+    assert path.read_text(encoding="utf-8") == dumps_config(config)

@@ -36,6 +36,7 @@ STARTUP_MODULES = {
     "workbench.ui.gc_schedule", "workbench.ui.messages", "workbench.ui.panes", "workbench.ui.panes.config_pane",
     "workbench.ui.widgets", "workbench.ui.widgets.deferred", "workbench.ui.widgets.focus_scroll",
     "workbench.ui.widgets.key_bar",
+    "workbench.ui.widgets.state_switch",  # the model section, drawn first, has two on/off fields
 }
 # Never before the first frame: the ML stack (the engine's), and what only a later pane or screen needs.
 NOT_AT_STARTUP = (

@@ -507,8 +507,14 @@ class WorkbenchApp(App[int]):
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
         # A switch made since this message was posted wins: focusing the older pane would switch back.
-        if event.pane.id == event.tabbed_content.active:
-            self._focus_pane(event.pane.id or "")
+        if event.pane.id != event.tabbed_content.active:
+            return
+        # Already inside the pane (the palette's "Field: ..." switches and then focuses that field's
+        # editor): a switch made with the focus where it belongs; the pane's default would undo it.
+        focused = self.screen.focused
+        if focused is not None and event.pane in focused.ancestors:
+            return
+        self._focus_pane(event.pane.id or "")
 
     def _focus_pane(self, pane: str) -> None:
         # Focus at once: if the focus stayed on a widget of the pane just hidden, Textual would move it

@@ -8,7 +8,12 @@ from typing import Any
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from workbench.config import all_fields
+
 PANES = (("config", "1 Config"), ("data", "2 Data"), ("train", "3 Train"), ("chat", "4 Chat"), ("save", "5 Save/Runs"))
+
+FIELD_TITLE_HELP = 48
+"""Characters of a field's help in its palette title (the whole help is the line under it)."""
 
 # (title, pane, the pane's action, help): each runs `action_<action>` of that pane.
 PANE_ACTIONS = (
@@ -34,6 +39,18 @@ PANE_ACTIONS = (
 )
 
 
+def field_title(section: str, name: str, help_text: str) -> str:
+    """"Field: lora.r — LoRA rank: the size of the low-rank…": the name, and the help's start to match on."""
+    short = help_text if len(help_text) <= FIELD_TITLE_HELP else help_text[:FIELD_TITLE_HELP - 1].rstrip() + "…"
+    return f"Field: {section}.{name} — {short}"
+
+
+def go_to_field(app: Any, field: str) -> None:
+    """Open the Config pane with the focus in `field`'s editor."""
+    app.action_pane("config")
+    app.pane("config").focus_field(field)
+
+
 class WorkbenchCommands(Provider):
     """Command palette entries for every action."""
 
@@ -53,6 +70,9 @@ class WorkbenchCommands(Provider):
             ("Restart engine", app.action_restart_engine, "start a fresh engine process"),
             ("Help", app.action_help, "key bindings"),
         ]
+        # Every field of the form, so that one can be reached by name or by what its help says.
+        cmds += [(field_title(section, name, help_text), partial(go_to_field, app, f"{section}.{name}"), help_text)
+                 for section, name, help_text in all_fields()]
         return cmds
 
     async def discover(self) -> Hits:
