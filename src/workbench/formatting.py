@@ -6,6 +6,8 @@ Lines are Rich markup (both the CLI's console and the TUI's widgets render it). 
 
 from __future__ import annotations
 
+from rich.markup import escape
+
 from workbench.protocol import (
     BestCheckpoint,
     Checkpoint,
@@ -14,6 +16,9 @@ from workbench.protocol import (
     GenerationEval,
     Log,
     Memory,
+    Paused,
+    Probe,
+    Resumed,
     Status,
     TrainStart,
 )
@@ -61,6 +66,31 @@ def generation_eval_line(e: GenerationEval) -> str:
     return f"[cyan]summaries at step {e.step} ({e.rows} held-out rows): ROUGE-L {e.rouge_l:.1f}, chrF++ {e.chrf:.1f}[/] {sample}"
 
 
+SPARK_LEVELS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float], width: int) -> str:
+    """The newest `width` values as block characters, scaled between their own min and max."""
+    shown = values[-width:]
+    if not shown:
+        return ""
+    lo, hi = min(shown), max(shown)
+    top = len(SPARK_LEVELS) - 1
+    return "".join(SPARK_LEVELS[0 if hi == lo else round((v - lo) / (hi - lo) * top)] for v in shown)
+
+
+def scores_line(evals: list[GenerationEval], best: BestCheckpoint | None, width: int = 24) -> str:
+    """The generation eval's history beside the loss chart: ROUGE-L and chrF++ at each eval, newest last."""
+    if not evals:
+        return ""
+    last = evals[-1]
+    rouge = sparkline([e.rouge_l for e in evals], width)
+    chrf = sparkline([e.chrf for e in evals], width)
+    marked = f" · best {best.metric} at step {best.step}" if best else ""
+    return (f"summaries ({last.rows} rows, {len(evals)} evals): ROUGE-L [cyan]{rouge}[/] {last.rouge_l:.1f}"
+            f" · chrF++ [cyan]{chrf}[/] {last.chrf:.1f} at step {last.step}{marked}")
+
+
 def best_line(e: BestCheckpoint) -> str:
     return f"[green]best so far: {e.path.rsplit('/', 1)[-1]} ({e.metric} {e.value:.4f})[/]"
 
@@ -71,6 +101,31 @@ def checkpoint_line(e: Checkpoint) -> str:
 
 def status_line(e: Status) -> str:
     return f"[dim]{e.message}[/]"
+
+
+def paused_phase(e: Paused) -> str:
+    """The Train pane's phase while a run waits: what the user can do now, and how to go on."""
+    return (f"[yellow]Paused at step {e.step}[/] (paused time is not counted in tokens/s or the ETA). "
+            "Chat (4) answers with the live adapter; e: quick eval on held-out rows; r: continue.")
+
+
+def paused_line(e: Paused) -> str:
+    return f"[yellow]paused at step {e.step}[/]"
+
+
+def resumed_line(e: Resumed) -> str:
+    return f"[yellow]continued at step {e.step}[/] after {duration(e.paused_s)} paused"
+
+
+def probe_line(e: Probe) -> str:
+    """What the live model said while paused (the log keeps one line; events.jsonl keeps it whole)."""
+    said = " ".join(e.output.split())
+    said = said if len(said) <= 80 else said[:79] + "…"
+    if e.kind == "eval":
+        return f"[cyan]quick eval at step {e.step}: {escape(e.prompt)}: {escape(said)}[/]"
+    asked = " ".join(e.prompt.split())
+    asked = asked if len(asked) <= 40 else asked[:39] + "…"
+    return f"[cyan]probe at step {e.step}:[/] {escape(asked)} [dim]→[/] {escape(said)}"
 
 
 def start_line(e: TrainStart) -> str:

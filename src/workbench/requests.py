@@ -211,6 +211,25 @@ class Continue(Args, Expects[Continuing]):
     cmd = "continue"
 
 
+class QuickEvalDone(Answer):
+    step: int
+    """The step the run is paused at: what the scores are of."""
+    rouge_l: float
+    chrf: float
+    rows: int
+    sample: str
+    """The first row's summary."""
+
+
+class QuickEval(Args, Expects[QuickEvalDone]):
+    """While a run trains: pause it at the next step boundary (if it is not paused), summarize a few held-out
+    rows with the live adapter and score them. The run stays paused; the scores are recorded with it."""
+
+    cmd = "quick_eval"
+    rows: int | None = Field(default=None, ge=1)
+    """Held-out rows to summarize (None: the run's eval.generate_rows)."""
+
+
 # -- chat -------------------------------------------------------------------------------------------
 
 class GenerationStats(BaseModel):
@@ -313,7 +332,7 @@ class Evaluate(Args, Expects[EvalFinished]):
 COMMANDS: dict[str, type[Args]] = {
     cls.cmd: cls
     for cls in (Ping, GetStatus, Shutdown, Cancel, Load, Unload, Preview, Statistics, Train, Stop, Generate,
-                Save, Evaluate, Pause, Continue)
+                Save, Evaluate, Pause, Continue, QuickEval)
 }
 
 

@@ -290,7 +290,7 @@ def test_bad_arguments_name_the_field(engine):
 def test_a_run_exported_twice_gives_byte_identical_metadata(engine, trained, tmp_path):
     for name in ("first", "second"):
         engine.call(rq.Save(kind="lora", path=str(tmp_path / name), run_dir=str(trained.path)), timeout=180)
-    for meta in ("workbench.json", "fingerprint.json", "chat_template.jinja", "workbench-config.toml"):
+    for meta in ("workbench.json", "fingerprint.json", "chat_template.jinja", "workbench-config.toml", "README.md"):
         assert (tmp_path / "first" / meta).read_bytes() == (tmp_path / "second" / meta).read_bytes(), meta
     from workbench import fingerprint
 

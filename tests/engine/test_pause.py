@@ -8,7 +8,7 @@ import time
 import pytest
 
 from workbench import requests as rq
-from workbench.protocol import Done, Log, Paused, Probe, Resumed
+from workbench.protocol import Done, GenerationEval, Log, Paused, Probe, Resumed
 from workbench.runs import RunDir
 
 pytestmark = pytest.mark.engine
@@ -47,6 +47,10 @@ def test_probing_a_paused_run_leaves_its_losses_unchanged(engine, demo_config):
         answer = engine.call(rq.Generate(config=demo_config, conversation="राम: कल बाज़ार चलें?\nसीता: हाँ।",
                                          max_new_tokens=12, temperature=temperature, compare=True), timeout=120)
         assert answer.has_adapter and answer.results["tuned"].new_tokens > 0
+        if at == 11:  # the quick eval: held-out rows summarized by the live adapter, the run still paused
+            scored = engine.call(rq.QuickEval(rows=2), timeout=180)
+            assert scored.step == paused.step and scored.rows == 2 and 0 <= scored.rouge_l <= 100
+            assert engine.call(rq.GetStatus(), timeout=30).state == "paused"
         assert engine.call(rq.Continue(), timeout=30).continuing
         wait_for(engine, lambda e, s=paused.step: isinstance(e, Resumed) and e.step == s, "the run going on")
     done = wait_for(engine, lambda e: isinstance(e, Done) and e.run == probed.run, "end of the probed run")
@@ -54,8 +58,12 @@ def test_probing_a_paused_run_leaves_its_losses_unchanged(engine, demo_config):
 
     reference, run = losses(RunDir(straight.run_dir)), RunDir(probed.run_dir)
     assert losses(run) == reference, "probing the paused run changed its training"
-    probes = [e for e in run.iter_events() if isinstance(e, Probe)]
+    probes = [e for e in run.iter_events() if isinstance(e, Probe) and e.kind == "chat"]
     assert len(probes) == 2 and all(p.prompt.startswith("राम") and p.output for p in probes)
+    quick = [e for e in run.iter_events() if isinstance(e, Probe) and e.kind == "eval"]
+    assert len(quick) == 1 and quick[0].step == probes[1].step and quick[0].output.startswith("ROUGE-L")
+    scored_then = [e for e in run.iter_events() if isinstance(e, GenerationEval)]
+    assert [(g.step, g.rows) for g in scored_then] == [(probes[1].step, 2)]
     pauses = [e for e in run.iter_events() if isinstance(e, Paused)]
     assert [p.step for p in pauses] == [p.step for p in probes] and pauses[0].step >= 4 and pauses[1].step >= 11
 

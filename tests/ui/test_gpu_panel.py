@@ -30,7 +30,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def text_of(app: WorkbenchApp, selector: str) -> str:
-    return str(app.query_one(selector, Static).render())
+    """The widget's text, or "" while it is not mounted yet: a gauge is counted as soon as it is mounted,
+    its lines a frame later (CI once asked in between and got NoMatches instead of waiting)."""
+    found = app.query(selector).results(Static)
+    widget = next(found, None)
+    return "" if widget is None else str(widget.render())
 
 
 @pytest.fixture

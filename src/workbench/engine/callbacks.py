@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -34,6 +33,7 @@ from transformers import TrainerCallback  # noqa: E402
 
 from workbench.config import EvalSection  # noqa: E402
 from workbench.engine.pause import PauseControl  # noqa: E402
+from workbench.engine.quick_eval import HeldOutPrompts, summarize_and_score  # noqa: E402
 from workbench.mfu import mfu  # noqa: E402
 from workbench.protocol import (  # noqa: E402
     BestCheckpoint,
@@ -302,15 +302,6 @@ class BestTracker(TrainerCallback):  # type: ignore[misc]
             self.emit(self.progress.best)
 
 
-@dataclass
-class HeldOutPrompts:
-    """The rows the generation eval summarizes, tokenized once."""
-
-    prompts: list[list[int]]
-    references: list[str]
-    inputs: list[str]
-
-
 class GenerationEvaluator(TrainerCallback):  # type: ignore[misc]
     def __init__(self, trainer: Any, emit: Emit, run_name: str, every: int, rows: HeldOutPrompts,
                  decoding: EvalSection, tracker: BestTracker, stop: threading.Event) -> None:
@@ -321,21 +312,13 @@ class GenerationEvaluator(TrainerCallback):  # type: ignore[misc]
         # Also at the last step (the trainer has already decided to end there), not after a user's stop.
         if not self.every or state.global_step % self.every or self.stop.is_set():
             return
-        from workbench import scores as sc
-        from workbench.engine.evaluate import generate_batch
         from workbench.engine.model import Loaded
 
         model, tokenizer = self.trainer.model, self.trainer.processing_class
         loaded = Loaded(model=model, tokenizer=tokenizer, key=(), device=str(model.device), has_lora=True)
         with paused_for_inference(model):
-            d = self.decoding
-            answers = generate_batch(loaded, self.rows.prompts, max_new_tokens=d.max_new_tokens, do_sample=d.do_sample,
-                                     temperature=d.temperature, top_p=d.top_p, use_adapter=True, stop=threading.Event())
-        scorer = sc.Scorer()
-        texts = [a.text for a in answers]
-        rouge_l = 100 * statistics.fmean(scorer.rouge(t, r)["rougeL"].f1 for t, r in zip(texts, self.rows.references,
-                                                                                            strict=True))
-        chrf = scorer.corpus_chrf(texts, self.rows.references)
+            scored = summarize_and_score(loaded, self.rows, self.decoding)
+        rouge_l, chrf, texts = scored.rouge_l, scored.chrf, scored.texts
         self.emit(GenerationEval(run=self.run_name, step=state.global_step, rouge_l=rouge_l, chrf=chrf,
                                  rows=len(texts), sample=texts[0] if texts else ""))
         self.tracker.observe("rougeL", rouge_l, state, control)

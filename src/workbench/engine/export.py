@@ -6,8 +6,8 @@ One recipe for the Save pane and `workbench export`:
 2. write the export into a hidden folder beside the target (`staged`);
 3. prove it: reload it the way its users will (peft; plain transformers; llama.cpp) and compare its
    greedy answer to a held-out prompt with the workbench's own model (`verify`);
-4. write the provenance (`workbench.json`: run, step, checkpoint, verification) and only then rename the
-   folder into place. A crash, a full disk or a failed proof leaves no folder that looks finished.
+4. write the provenance (`workbench.json`: run, step, checkpoint, verification) and a README card
+   (`model_card.py`), and only then rename the folder into place. A crash, a full disk or a failed proof leaves no folder that looks finished.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from workbench import data as wbdata
 from workbench.config import RunConfig, save_config
 from workbench.engine.model import Loaded, check_same_prompts, run_fingerprint
 from workbench.errors import UserError
+from workbench.model_card import write_card
 from workbench.requests import Saved, Verification
 from workbench.runs import RunDir, WeightsSource, resolve_weights
 from workbench.save_kinds import SAVE_KINDS, SaveKind, llama_cpp_dir, unavailable_reason
@@ -323,5 +324,6 @@ def export_run(run: RunDir, kind: SaveKind, target: Path, *, checkpoint: int | N
         write_chat_template(folder, source.config)  # before the proof: the export is reloaded with it
         verification = verify(kind, folder, loaded, source, say)
         write_provenance(folder, source, kind, verification, loaded.tokenizer)
+        write_card(folder, source, kind, verification)
     return Saved(kind=kind, path=str(target), run=run.name, step=source.step, checkpoint=source.checkpoint,
                  verification=verification)

@@ -36,6 +36,7 @@ from workbench.protocol import (
     Error,
     EvalProgress,
     Event,
+    GenerationEval,
     Hello,
     Paused,
     Probe,
@@ -151,6 +152,7 @@ class Engine:
             rq.Generate: (self.generate, False),
             rq.Save: (self.save, False),
             rq.Evaluate: (self.evaluate, False),
+            rq.QuickEval: (self.quick_eval, False),
         }
 
     # -- output ---------------------------------------------------------------------------------
@@ -512,6 +514,33 @@ class Engine:
                     results[stream] = result.stats()
             job.pause.record(Probe(step=job.pause.step, prompt=args.conversation, output=results["tuned"].text))
             return rq.Generated(results=results, has_adapter=True)
+
+    def quick_eval(self, args: rq.QuickEval, rid: str) -> rq.QuickEvalDone:
+        """A few held-out rows summarized by the live adapter while the run waits; recorded with the run as
+        a probe and as a generation eval at that step (so the chart and a re-attached run show it)."""
+        from workbench.engine.quick_eval import held_out_prompts, summarize_and_score
+
+        if not self.training or self.job is None:
+            raise UserError("not_training", "Nothing is training: the quick eval probes a running run.",
+                            "Use the Eval pane (6) or `workbench eval` for a finished run.")
+        with self.cancellable(rid) as cancel:
+            job = self._paused_job(cancel)
+            config = job.config
+            count = args.rows or config.eval.generate_rows
+            with job.pause.probe() as live:
+                rows = held_out_prompts(live.tokenizer, config, count)
+                if not rows.prompts:
+                    raise UserError("no_rows", "The run's config has no held-out rows to summarize.",
+                                    "Set data.eval_fraction, or an eval split or file, for the next run.")
+                scored = summarize_and_score(live, rows, config.eval, cancel)
+            step = job.pause.step
+            sample = scored.texts[0] if scored.texts else ""
+            job.pause.record(GenerationEval(run=job.run.name, step=step, rouge_l=scored.rouge_l, chrf=scored.chrf,
+                                            rows=len(scored.texts), sample=sample))
+            job.pause.record(Probe(step=step, kind="eval", prompt=f"{len(scored.texts)} held-out rows",
+                                   output=f"ROUGE-L {scored.rouge_l:.1f}, chrF++ {scored.chrf:.1f}"))
+            return rq.QuickEvalDone(step=step, rouge_l=scored.rouge_l, chrf=scored.chrf, rows=len(scored.texts),
+                                    sample=sample)
 
     def _token_sender(self, rid: str, stream: rq.Stream) -> Callable[[str], None]:
         def send(text: str) -> None:

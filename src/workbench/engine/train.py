@@ -31,7 +31,7 @@ from workbench.config import (
     load_config,
     save_config,
 )
-from workbench.engine.callbacks import GIB, HeldOutPrompts, RunProgress, make_callbacks, memory_event
+from workbench.engine.callbacks import GIB, RunProgress, make_callbacks, memory_event
 from workbench.engine.errors import explain
 from workbench.engine.model import (
     Loaded,
@@ -44,6 +44,7 @@ from workbench.engine.model import (
     run_fingerprint,
 )
 from workbench.engine.pause import PauseControl
+from workbench.engine.quick_eval import HeldOutPrompts, held_out_prompts
 from workbench.errors import UserError
 from workbench.mfu import lora_flops_per_token
 from workbench.protocol import Done, Event, Log, Status, TrainStart
@@ -325,21 +326,17 @@ def plan_run(session: Session, loaded: Loaded, prepared: PreparedData, resume: b
 
 def generation_eval_rows(session: Session, loaded: Loaded) -> HeldOutPrompts | None:
     """The held-out rows summarized during training, tokenized once; None when it is off or has no rows."""
-    from workbench.engine.evaluate import build_prompt
-    from workbench.evaluation import heldout_rows
-
     e = session.config.eval
     if not e.generate_steps:
         return None
     try:
-        rows = heldout_rows(session.config).examples[: e.generate_rows]
+        rows = held_out_prompts(loaded.tokenizer, session.config, e.generate_rows)
     except (UserError, wbdata.DataError) as exc:
         session.say(f"The generation eval is off: {exc}")
         return None
-    prompts = [build_prompt(loaded.tokenizer, session.config, x.conversation, e.max_new_tokens).ids for x in rows]
-    session.say(f"Every {e.generate_steps} steps, {len(rows)} held-out rows are summarized and scored "
+    session.say(f"Every {e.generate_steps} steps, {len(rows.prompts)} held-out rows are summarized and scored "
                 f"(best checkpoint by {e.best_metric}).")
-    return HeldOutPrompts(prompts, [x.summary for x in rows], [x.conversation for x in rows])
+    return rows
 
 
 def record_fingerprint(session: Session, loaded: Loaded, resume: bool) -> None:

@@ -20,6 +20,10 @@ from workbench.formatting import (
     eval_line,
     generation_eval_line,
     log_line,
+    paused_line,
+    paused_phase,
+    probe_line,
+    resumed_line,
     start_line,
     status_line,
 )
@@ -32,6 +36,9 @@ from workbench.protocol import (
     GenerationEval,
     Log,
     Memory,
+    Paused,
+    Probe,
+    Resumed,
     Status,
     TrainStart,
 )
@@ -64,6 +71,8 @@ class History:
     """The phase shown is a Status message (it gives way to the run's line when steps come)."""
     running: bool | None = None
     """After the last TrainStart or Done; None when there was neither."""
+    paused_at: int | None = None
+    """The step the run waits at (a Paused not yet followed by Resumed, TrainStart or Done)."""
     keys: set[tuple[str, float]] = field(default_factory=set)
 
 
@@ -73,7 +82,7 @@ def fold(events: Iterable[Event], max_lines: int) -> History:
         h.count += 1
         h.keys.add(event_key(e))
         if isinstance(e, TrainStart):
-            h.start, h.running, h.phase, h.phase_is_status = e, True, start_line(e), False
+            h.start, h.running, h.phase, h.phase_is_status, h.paused_at = e, True, start_line(e), False, None
             h.progress = (e.total_steps, e.start_step)
         elif isinstance(e, Log):
             if h.phase_is_status and h.start:  # a phase said before the steps ("compiling…") is over
@@ -98,8 +107,17 @@ def fold(events: Iterable[Event], max_lines: int) -> History:
         elif isinstance(e, Status):
             h.phase, h.phase_is_status = e.message, True
             h.lines.append(status_line(e))
+        elif isinstance(e, Paused):
+            h.paused_at, h.phase, h.phase_is_status = e.step, paused_phase(e), False
+            h.lines.append(paused_line(e))
+        elif isinstance(e, Resumed):
+            h.paused_at = None
+            h.phase = start_line(h.start) if h.start else h.phase
+            h.lines.append(resumed_line(e))
+        elif isinstance(e, Probe):
+            h.lines.append(probe_line(e))
         elif isinstance(e, Done):
-            h.done, h.running, h.phase = e, False, done_line(e)
+            h.done, h.running, h.phase, h.paused_at = e, False, done_line(e), None
             h.lines.append(done_line(e))
     return h
 

@@ -27,6 +27,11 @@ from workbench.formatting import (
     generation_eval_line,
     log_line,
     metrics_lines,
+    paused_line,
+    paused_phase,
+    probe_line,
+    resumed_line,
+    scores_line,
     start_line,
     status_line,
 )
@@ -41,6 +46,9 @@ from workbench.protocol import (
     GenerationEval,
     Log,
     Memory,
+    Paused,
+    Probe,
+    Resumed,
     Status,
     TrainStart,
 )
@@ -55,7 +63,10 @@ from workbench.ui.widgets.search_log import LogView, SearchLog
 
 class TrainPane(Horizontal):
     BINDINGS = [
-        ("t", "start", "Start"), ("x", "stop", "Stop"), ("r", "resume", "Resume"),
+        ("t", "start", "Start"), ("x", "stop", "Stop"), ("p", "pause", "Pause"),
+        # r continues a paused run, or resumes a stopped one from its newest checkpoint.
+        ("r", "resume", "Resume"),
+        Binding("e", "quick_eval", "Quick eval"),
         # The chart's controls: one key-bar entry for the pair of zoom keys ("=" is "+" without shift).
         Binding("plus,equals_sign", "zoom_in", "Zoom", key_display="+/-"),
         Binding("minus", "zoom_out", "Zoom out", show=False),
@@ -94,12 +105,17 @@ class TrainPane(Horizontal):
         self._replay_generation = 0
         self._held: list[Event] | None = None
         """Live events that arrive while a replay reads the file: shown after the history, in order."""
+        self.paused_at: int | None = None
+        """The step a running run waits at (paused by p, a chat, or a quick eval); None while it trains."""
+        self._generation_evals: list[GenerationEval] = []
+        self._best: BestCheckpoint | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(id="train-left"):
             with Horizontal(id="train-buttons"):
                 yield Button("Start ▶", id="train-start", variant="success")
                 yield Button("Stop ■", id="train-stop", variant="error", disabled=True)
+                yield Button("Pause ‖", id="train-pause", disabled=True)
                 yield Button("Resume ↻", id="train-resume", disabled=True)
                 yield Static("", id="train-run")
             # Not indeterminate while idle: that animates at 15 frames/s, redrawn (and, over SSH, sent) for
@@ -108,6 +124,7 @@ class TrainPane(Horizontal):
             yield Static("Not started. Press Start (t) to train with the current config.", id="train-phase")
             yield Static("", id="train-metrics")
             yield LossChart(id="loss-chart")
+            yield Static("", id="train-scores")
             yield LogView(SearchLog(id="train-log", max_lines=self.LOG_LINES, wrap=True, markup=True),
                           id="train-log-view")
         with Vertical(id="train-right"):
@@ -146,8 +163,12 @@ class TrainPane(Horizontal):
         had_focus = start.has_focus or stop.has_focus
         start.disabled = self.running
         stop.disabled = not self.running
+        paused = self.running and self.paused_at is not None
         resumable = bool(self.run_dir and RunDir(self.run_dir).newest_checkpoint())
-        self.query_one("#train-resume", Button).disabled = self.running or not resumable
+        resume = self.query_one("#train-resume", Button)
+        resume.disabled = not paused and (self.running or not resumable)
+        resume.label = "Continue ▶" if paused else "Resume ↻"
+        self.query_one("#train-pause", Button).disabled = not self.running or paused
         if had_focus:  # keep the keyboard in this pane, on the button that makes sense now (x / t keep working)
             (stop if self.running else start).focus(scroll_visible=False)
 
@@ -157,8 +178,36 @@ class TrainPane(Horizontal):
 
     @on(Button.Pressed, "#train-resume")
     def action_resume(self) -> None:
-        if self.run_dir:
+        if self.running and self.paused_at is not None:
+            self.engine.request(rq.Continue())
+        elif self.run_dir:
             self._train(resume=True)
+
+    @on(Button.Pressed, "#train-pause")
+    def action_pause(self) -> None:
+        if not self.running:
+            self._phase("Nothing is training: p pauses a running run between two steps.")
+        elif self.paused_at is None:
+            self.engine.request(rq.Pause())
+            self._phase("Pausing at the next step boundary…")
+
+    def action_quick_eval(self) -> None:
+        """A few held-out rows summarized by the live adapter; the run pauses for it and stays paused."""
+        if not self.running:
+            self._phase("Nothing is training: the Eval pane (6) judges a finished run.")
+            return
+        if self.paused_at is None:
+            self._phase("Pausing at the next step boundary for a quick eval…")
+        self._log("[cyan]quick eval: summarizing held-out rows with the live adapter…[/]")
+        self.engine.request(rq.QuickEval(), on_answer=self._quick_eval_done,
+                            on_error=lambda error: self._log(f"[red]quick eval: {error.message}[/] {error.hint}"))
+
+    def _quick_eval_done(self, answer: rq.QuickEvalDone) -> None:
+        self._phase(f"Paused at step {answer.step}. Quick eval on {answer.rows} held-out rows: "
+                    f"ROUGE-L {answer.rouge_l:.1f}, chrF++ {answer.chrf:.1f}. r: continue.")
+
+    def _phase(self, text: str) -> None:
+        self.query_one("#train-phase", Static).update(text)
 
     @on(Button.Pressed, "#train-stop")
     def action_stop(self) -> None:
@@ -211,6 +260,8 @@ class TrainPane(Horizontal):
         if not resume:
             self.query_one(LossChart).clear_history()
             self.query_one("#train-log", RichLog).clear()
+            self._generation_evals, self._best = [], None
+            self._show_scores()
         self.running = True
         self._buttons()
         self.query_one("#train-progress", ProgressBar).update(total=None, progress=0)
@@ -233,7 +284,7 @@ class TrainPane(Horizontal):
             self._held.append(event)
             return
         if isinstance(event, TrainStart):
-            self.running = True
+            self.running, self.paused_at = True, None
             self._show_start(event)
             self.query_one("#train-progress", ProgressBar).update(total=event.total_steps, progress=event.start_step)
             self.query_one("#train-phase", Static).update(start_line(event))
@@ -252,9 +303,26 @@ class TrainPane(Horizontal):
             self.query_one(LossChart).add_eval(event.step, event.eval_loss)
             self._log(eval_line(event))
         elif isinstance(event, GenerationEval):
+            self._generation_evals.append(event)
+            self._show_scores()
             self._log(generation_eval_line(event))
         elif isinstance(event, BestCheckpoint):
+            self._best = event
+            self._show_scores()
             self._log(best_line(event))
+        elif isinstance(event, Paused):
+            self.paused_at = event.step
+            self._phase(paused_phase(event))
+            self._log(paused_line(event))
+            self._buttons()
+        elif isinstance(event, Resumed):
+            self.paused_at = None
+            if self._start is not None:
+                self._phase(start_line(self._start))
+            self._log(resumed_line(event))
+            self._buttons()
+        elif isinstance(event, Probe):
+            self._log(probe_line(event))
         elif isinstance(event, Memory):
             self.query_one(GpuPanel).show_memory(event)
         elif isinstance(event, Checkpoint):
@@ -265,7 +333,7 @@ class TrainPane(Horizontal):
             self._phase_is_status = True
             self._log(status_line(event))
         elif isinstance(event, Done):
-            self.running = False
+            self.running, self.paused_at = False, None
             self.last_done = event
             self._stop_busy_bar()
             self.query_one("#train-phase", Static).update(done_line(event))
@@ -285,7 +353,7 @@ class TrainPane(Horizontal):
 
     def engine_lost(self) -> None:
         """The engine died mid-run (killed, crashed, out of host memory): say what is kept, offer resume."""
-        self.running = False
+        self.running, self.paused_at = False, None
         self._stop_busy_bar()
         step = self.last_log.step if self.last_log else 0
         checkpoint = RunDir(self.run_dir).newest_checkpoint() if self.run_dir else None
@@ -295,6 +363,11 @@ class TrainPane(Horizontal):
             f"[red]The engine stopped unexpectedly at step {step} (killed or crashed).[/] {kept}")
         self._log(f"[red]engine lost at step {step}[/]")
         self._buttons()
+
+    def _show_scores(self) -> None:
+        scores = self.query_one("#train-scores", Static)
+        scores.update(scores_line(self._generation_evals, self._best))
+        scores.display = bool(self._generation_evals)
 
     def _metrics(self, e: Log) -> None:
         self.query_one("#train-metrics", Static).update(metrics_lines(e))
@@ -356,11 +429,14 @@ class TrainPane(Horizontal):
             self.query_one(GpuPanel).show_memory(history.memory)
         if history.running is not None:
             self.running = history.running
+        self.paused_at = history.paused_at
+        self._generation_evals, self._best = list(history.generation_evals), history.best
+        self._show_scores()
         if history.done:
             self.last_done = history.done
             self.post_message(TrainingFinished(history.done, replayed=True))
         if not run.engine_alive():
-            self.running = False
+            self.running, self.paused_at = False, None
         self._buttons()
         chart.replot()
         self._log(f"[dim]replayed {history.count} events from {run.events_path} at {time.strftime('%H:%M:%S')}[/]")
