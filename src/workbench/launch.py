@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 
 
 def main() -> int:
@@ -25,3 +26,7 @@ def main() -> int:
         return cli_main()
     finally:
         gc.enable()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -89,6 +89,20 @@ async def test_a_fresh_start_is_not_unsaved(demo_config_path: Path):
         assert "unsaved" not in text_of(app, "#status-bar")
 
 
+async def test_an_edit_put_back_is_not_unsaved(demo_config_path: Path):
+    app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.panes_mounted()
+        box = app.query_one("#f-lora-r", Input)
+        before = box.value
+        box.value = "48"
+        await pilot.pause()
+        assert app.dirty and "unsaved" in text_of(app, "#status-bar")
+        box.value = before
+        await pilot.pause()
+        assert not app.dirty and "unsaved" not in text_of(app, "#status-bar")
+
+
 async def test_esc_leaves_the_chat_box_so_digits_switch_panes(demo_config_path: Path):
     app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
     async with app.run_test(size=(120, 40)) as pilot:

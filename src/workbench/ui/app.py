@@ -28,7 +28,7 @@ from textual.worker import Worker, WorkerState
 
 from workbench import settings
 from workbench.client import EngineClient, StartAborted
-from workbench.config import ConfigError, RunConfig, load_config
+from workbench.config import ConfigError, RunConfig, config_diff, load_config
 from workbench.protocol import Error, Event, Hello, State
 from workbench.runs import RunDir, find_run
 from workbench.textwidth import align_indic_widths
@@ -122,6 +122,8 @@ class WorkbenchApp(App[int]):
         path = self.attach_run.config_path if self.attach_run else Path(config_path)
         self.set_reactive(WorkbenchApp.config_path, path)
         self.set_reactive(WorkbenchApp.config, self._read_config(path))
+        self._config_as_saved = self.config.model_copy(deep=True)
+        """The config as its file holds it: an edit that puts every field back is no longer unsaved."""
         if self.attach_run:
             self.set_reactive(WorkbenchApp.active_run, str(self.attach_run.path))
         self.engine_factory = engine_factory or (lambda on_event: EngineClient(on_event))
@@ -416,16 +418,18 @@ class WorkbenchApp(App[int]):
 
     # -- messages coming up -----------------------------------------------------------------------
     def on_config_edited(self, message: msg.ConfigEdited) -> None:
-        self.dirty = True
+        self.dirty = bool(config_diff(self._config_as_saved, message.config))
         self.config = message.config
 
     def on_config_file_loaded(self, message: msg.ConfigFileLoaded) -> None:
         self.config_path = message.path
+        self._config_as_saved = message.config.model_copy(deep=True)
         self.dirty = False
         self.config = message.config
 
     def on_config_file_saved(self, message: msg.ConfigFileSaved) -> None:
         self.config_path = message.path
+        self._config_as_saved = self.config.model_copy(deep=True)
         self.dirty = False
 
     def on_config_validity(self, message: msg.ConfigValidity) -> None:
@@ -468,6 +472,7 @@ class WorkbenchApp(App[int]):
                         severity="error", timeout=20)
         else:
             self.config_path = run.config_path
+            self._config_as_saved = config.model_copy(deep=True)
             self.dirty = False
             self.config = config
         self.active_run = str(run.path)
