@@ -192,16 +192,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     """The Save pane's export, headless: same code, same proof."""
     from workbench.errors import UserError
     from workbench.runs import RunDir
-    from workbench.save_kinds import SAVE_KINDS
+    from workbench.save_kinds import KIND_ALIASES, SAVE_KINDS, resolve_kind
 
-    if args.kind not in SAVE_KINDS:
-        _err(f"--as {args.kind!r}: not an export kind (use one of {', '.join(SAVE_KINDS)})")
+    kind = resolve_kind(args.kind)
+    if kind is None:
+        _err(f"--as {args.kind!r}: not an export kind (use one of {', '.join(SAVE_KINDS)}; "
+             f"{', '.join(f'{a} = {k}' for a, k in KIND_ALIASES.items())})")
         return EXIT_USAGE
     run = RunDir(Path(args.run_dir))
     if not (run.path / "config.toml").is_file():
         _err(f"{run.path}: not a run folder (no config.toml); `workbench runs` lists the runs")
         return EXIT_USAGE
-    target = Path(args.out) if args.out else run.path / f"export-{args.kind}"
+    target = Path(args.out) if args.out else run.path / f"export-{kind}"
     with _library_output_to(run.path / "export.log") as terminal:
         from rich.console import Console
 
@@ -210,14 +212,29 @@ def cmd_export(args: argparse.Namespace) -> int:
         from workbench.engine.export import export_run
 
         try:
-            saved = export_run(run, args.kind, target, checkpoint=args.checkpoint, overwrite=args.overwrite,
+            saved = export_run(run, kind, target, checkpoint=args.checkpoint, overwrite=args.overwrite,
                                say=lambda m: console.print(f"[dim]{m}[/]"), models=models)
         except UserError as exc:
             console.print(f"[red]workbench: {exc.message}[/] {exc.hint}")
-            return EXIT_USAGE if exc.type in ("bad_run", "bad_checkpoint", "bad_kind", "exists") else EXIT_FAILED
+            return EXIT_USAGE if exc.type in ("bad_run", "bad_checkpoint", "bad_kind", "exists", "unavailable") \
+                else EXIT_FAILED
         check = saved.verification
         console.print(f"[green]Saved {saved.kind}[/] of {saved.run} ({saved.checkpoint or 'final adapter'}, "
                       f"step {saved.step}) to {saved.path}" + (f"\n  proven: {check.detail}" if check else ""))
+    return EXIT_OK
+
+
+def cmd_gguf_setup(args: argparse.Namespace) -> int:
+    from workbench.errors import UserError
+    from workbench.gguf_setup import set_up
+
+    try:
+        home = set_up(Path(args.sdist) if args.sdist else None, say=lambda m: print(m, flush=True))
+    except UserError as exc:
+        _err(f"{exc.message} {exc.hint}".strip())
+        return EXIT_USAGE if exc.type == "usage" else EXIT_FAILED
+    print(f"GGUF export is set up: the converter is in {home}; the Save pane and `workbench export --as gguf_q8_0` "
+          "now work without a network.")
     return EXIT_OK
 
 
@@ -488,10 +505,14 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--runs-dir", default="runs")
     ex = sub.add_parser("export", help="export a run's weights (the Save pane's code), proven to reload")
     ex.add_argument("run_dir", help="the run's folder")
-    ex.add_argument("--as", dest="kind", default="lora", help="lora, merged_16bit or gguf (default lora)")
+    ex.add_argument("--as", dest="kind", default="lora",
+                    help="lora, merged_16bit, gguf_f16, gguf_q8_0 (or gguf) or gguf_q4_k_m (default lora)")
     ex.add_argument("--out", help="folder to write (default RUN_DIR/export-KIND)")
     ex.add_argument("--checkpoint", type=int, help="a checkpoint's step (default: the final adapter, else the newest)")
     ex.add_argument("--overwrite", action="store_true", help="replace --out if it exists (only once the new one is proven)")
+    gg = sub.add_parser("gguf-setup", help="set up GGUF export once (llama.cpp's converter from llama-cpp-python's "
+                                          "source); exports then need no download")
+    gg.add_argument("--sdist", help="llama-cpp-python's source archive (.tar.gz) on disk (default: pip downloads it)")
     return p
 
 
@@ -505,7 +526,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_tui(args, demo=True)
         gc.enable()  # workbench.launch turned it off for start-up; only the TUI takes it over itself
         handler = {"train": cmd_train, "preview": cmd_preview, "gpus": cmd_gpus, "runs": cmd_runs,
-                   "attach": cmd_attach, "export": cmd_export, "eval": cmd_eval, "score": cmd_score}[args.command]
+                   "attach": cmd_attach, "export": cmd_export, "eval": cmd_eval, "score": cmd_score,
+                   "gguf-setup": cmd_gguf_setup}[args.command]
         return handler(args)
     except ConfigError as exc:
         _err(str(exc))

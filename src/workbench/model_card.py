@@ -111,18 +111,24 @@ def _verification(verification: Verification | None) -> str:
             f"answer to a held-out prompt compared with the workbench's own: {verdict} ({verification.detail}).\n")
 
 
-USAGE: dict[SaveKind, str] = {
+USAGE: dict[str, str] = {
     "lora": ("```python\nfrom peft import AutoPeftModelForCausalLM\nfrom transformers import AutoTokenizer\n\n"
              "model = AutoPeftModelForCausalLM.from_pretrained(\"THIS_FOLDER\")\n"
              "tokenizer = AutoTokenizer.from_pretrained(\"THIS_FOLDER\")\n```\n"),
     "merged_16bit": ("```python\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"
                      "model = AutoModelForCausalLM.from_pretrained(\"THIS_FOLDER\", dtype=\"auto\")\n"
                      "tokenizer = AutoTokenizer.from_pretrained(\"THIS_FOLDER\")\n```\n"),
-    "gguf": ("```sh\nllama-cli -m THIS_FOLDER/MODEL.gguf --jinja\nollama create my-model -f THIS_FOLDER/Modelfile\n```\n"),
 }
+GGUF_USAGE = ("```sh\nllama-cli -m THIS_FOLDER/{file} --jinja\ncd THIS_FOLDER && ollama create my-model -f Modelfile\n```\n"
+              "\nThe `Modelfile` holds the run's prompt format and stop tokens.\n")
 
 
 def _usage(kind: SaveKind, files: list[str]) -> str:
-    return (f"## Use\n\n{USAGE[kind]}\nPrompts must be rendered with the chat template saved here "
+    if kind in USAGE:
+        how = USAGE[kind]
+    else:
+        gguf_file = next((f for f in files if f.endswith(".gguf")), "MODEL.gguf")
+        how = GGUF_USAGE.format(file=gguf_file)
+    return (f"## Use\n\n{how}\nPrompts must be rendered with the chat template saved here "
             "(`chat_template.jinja`): it is the one the model was trained on (`fingerprint.json` records it).\n"
             + (f"\nFiles: {', '.join(f'`{f}`' for f in files)}.\n" if files else ""))

@@ -15,8 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -32,7 +30,7 @@ from workbench.errors import UserError
 from workbench.model_card import write_card
 from workbench.requests import Saved, Verification
 from workbench.runs import RunDir, WeightsSource, resolve_weights
-from workbench.save_kinds import SAVE_KINDS, SaveKind, llama_cpp_dir, unavailable_reason
+from workbench.save_kinds import GGUF_KINDS, SAVE_KINDS, SaveKind, llama_cpp_dir, unavailable_reason
 from workbench.templates import TEMPLATE_TITLES, chat_template_jinja, render_prompt
 
 ModelSource = Callable[[RunConfig, str | None], Loaded]
@@ -43,6 +41,9 @@ VERIFY_TOKENS = 32
 MIN_AGREEMENT = 0.9
 """Next-token agreement an export must reach where its numbers differ from the workbench's (a 16-bit merge
 of a model trained in 4-bit, another kernel): a merge that lost the adapter agrees on almost nothing."""
+MIN_QUANTIZED_AGREEMENT = 0.5
+"""A q8_0 / Q4_K_M file's: rounding moves some choices; a file that lost the adapter or its vocabulary
+agrees on almost nothing."""
 FALLBACK_CONVERSATION = "राम: कल बाज़ार चलें?\nसीता: हाँ, सुबह 10 बजे चलते हैं।"
 
 
@@ -120,20 +121,30 @@ def write_merged(source: WeightsSource, folder: Path, say: Say) -> None:
     AutoTokenizer.from_pretrained(str(source.adapter)).save_pretrained(str(folder))
 
 
-def write_gguf(source: WeightsSource, folder: Path, say: Say) -> Path:
+def write_gguf(source: WeightsSource, folder: Path, kind: SaveKind, say: Say) -> Path:
+    """The run's weights merged, converted to an f16 GGUF by llama.cpp's converter, quantized when `kind`
+    asks for it, and an Ollama Modelfile beside the file (template and stop tokens of the run's template)."""
+    from workbench.engine import gguf
+    from workbench.modelfile import modelfile
+
     llama = llama_cpp_dir()
-    assert llama is not None  # unavailable_reason("gguf") was checked first
-    merged = folder / "merged"
-    merged.mkdir()
-    write_merged(source, merged, say)
-    out = folder / f"{source.run.name}.q8_0.gguf"
-    say("Converting to GGUF (llama.cpp)…")
-    proc = subprocess.run([sys.executable, str(llama / "convert_hf_to_gguf.py"), str(merged), "--outfile", str(out),
-                           "--outtype", "q8_0"], capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise UserError("gguf_failed", f"llama.cpp's converter failed: {tail[0]}", "See the engine log.")
-    shutil.rmtree(merged)
+    assert llama is not None  # unavailable_reason(kind) was checked first
+    out = folder / gguf.gguf_file_name(source.run.name, kind)
+    with tempfile.TemporaryDirectory(prefix=".gguf-work-", dir=folder.parent) as tmp:
+        merged = Path(tmp) / "merged"
+        merged.mkdir()
+        write_merged(source, merged, say)
+        write_chat_template(merged, source.config)  # the converter writes it into the file's metadata
+        f16 = out if kind == "gguf_f16" else Path(tmp) / "model.f16.gguf"
+        say("Converting to GGUF with llama.cpp's converter…")
+        gguf.convert(merged, f16, llama)
+        if kind != "gguf_f16":
+            say(f"Quantizing to {gguf.FILE_TYPES[kind]} (llama.cpp)…")
+            gguf.quantize(f16, out, kind)
+    from transformers import AutoTokenizer
+
+    eos = AutoTokenizer.from_pretrained(str(source.adapter)).eos_token or "<eos>"
+    (folder / "Modelfile").write_text(modelfile(out.name, source.config, eos), encoding="utf-8")
     return out
 
 
@@ -233,9 +244,8 @@ def _load_export(kind: SaveKind, folder: Path) -> tuple[Any, Any, str]:
 
 def verify(kind: SaveKind, folder: Path, loaded: Loaded, source: WeightsSource, say: Say) -> Verification:
     """Reload the export the way its users will and compare its greedy answer with the workbench's."""
-    if kind == "gguf":
-        raise UserError("gguf_unverified", "GGUF exports are not verified yet: nothing was written",
-                        "Save the adapter or the merged model.")
+    if kind in GGUF_KINDS:
+        return verify_gguf(kind, folder, loaded, source, say)
     if kind == "merged_16bit":
         leftover = _lora_keys(folder)
         if leftover:
@@ -257,6 +267,38 @@ def verify(kind: SaveKind, folder: Path, loaded: Loaded, source: WeightsSource, 
               f"agreement {100 * agreement:.0f}%")
     if not passed:
         raise UserError("export_mismatch", f"the export does not answer as the workbench did ({detail})",
+                        "The export was not written; see the engine log.")
+    return Verification(loader=how, prompt_row=prompt.row, tokens_compared=compared, tokens_equal=leading,
+                        agreement=agreement, passed=passed, detail=detail)
+
+
+def verify_gguf(kind: SaveKind, folder: Path, loaded: Loaded, source: WeightsSource, say: Say) -> Verification:
+    """Read the GGUF's metadata (tokens, special ids, chat template: the run's fingerprint), then run it with
+    llama-cpp-python on the held-out prompt's ids. f16 must agree as a merged model does; a quantized file's
+    agreement is reported, and refused only below MIN_QUANTIZED_AGREEMENT (a broken file, not rounding)."""
+    from workbench.engine import gguf
+
+    llama = llama_cpp_dir()
+    assert llama is not None
+    path = folder / gguf.gguf_file_name(source.run.name, kind)
+    meta = gguf.read_metadata(path, llama)
+    gguf.check_metadata(meta, fingerprint.load(source.run.path), loaded.tokenizer)
+    prompt = probe_prompt(source.config, loaded.tokenizer.bos_token or "<bos>")
+    expected = reference_tokens(loaded, prompt, say)
+    say(f"Proving the export: running {path.name} with llama.cpp on {len(expected)} tokens…")
+    prompt_ids = loaded.tokenizer(prompt.text, add_special_tokens=False)["input_ids"]
+    chosen = gguf.next_token_choices(path, list(prompt_ids), expected)
+    equal = [c == e for c, e in zip(chosen, expected, strict=True)]
+    leading = next((i for i, same in enumerate(equal) if not same), len(equal))
+    compared = len(expected)
+    agreement = sum(equal) / compared if compared else 1.0
+    threshold = MIN_AGREEMENT if kind == "gguf_f16" else MIN_QUANTIZED_AGREEMENT
+    passed = compared > 0 and agreement >= threshold
+    how = f"llama-cpp-python ({gguf.FILE_TYPES[kind]})"
+    detail = (f"{how}: the first {leading} of {compared} greedy tokens are the workbench's; next-token "
+              f"agreement {100 * agreement:.0f}%; tokens, special ids and chat template match the run's")
+    if not passed:
+        raise UserError("export_mismatch", f"the GGUF file does not answer as the workbench did ({detail})",
                         "The export was not written; see the engine log.")
     return Verification(loader=how, prompt_row=prompt.row, tokens_compared=compared, tokens_equal=leading,
                         agreement=agreement, passed=passed, detail=detail)
@@ -320,7 +362,7 @@ def export_run(run: RunDir, kind: SaveKind, target: Path, *, checkpoint: int | N
         elif kind == "merged_16bit":
             write_merged(source, folder, say)
         else:
-            write_gguf(source, folder, say)
+            write_gguf(source, folder, kind, say)
         write_chat_template(folder, source.config)  # before the proof: the export is reloaded with it
         verification = verify(kind, folder, loaded, source, say)
         write_provenance(folder, source, kind, verification, loaded.tokenizer)

@@ -514,6 +514,10 @@ class WorkbenchApp(App[int]):
         # A switch made since this message was posted wins: focusing the older pane would switch back.
         if event.pane.id != event.tabbed_content.active:
             return
+        # While the app shuts down, TabbedContent may still activate a tab after the last screen is gone
+        # (CI saw ScreenStackError here when a test left right after opening a run).
+        if not self.screen_stack:
+            return
         # Already inside the pane (the palette's "Field: ..." switches and then focuses that field's
         # editor): a switch made with the focus where it belongs; the pane's default would undo it.
         focused = self.screen.focused
