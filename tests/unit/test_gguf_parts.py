@@ -9,8 +9,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from tests.ui import scenarios
+
 from workbench import save_kinds
 from workbench.config import RunConfig
 from workbench.engine.gguf import GgufMetadata, check_metadata
@@ -118,6 +118,6 @@ def test_gguf_setup_unpacks_only_the_converter(tmp_path: Path) -> None:
     assert found == ["SOURCE", "conversion/__init__.py", "conversion/gemma.py", "convert_hf_to_gguf.py",
                      "gguf-py/gguf/__init__.py"]
     bad = _archive(tmp_path / "other.tar.gz", {"x/README": "no converter"})
-    with pytest.raises(UserError, match="no vendored llama.cpp converter"):
+    with pytest.raises(UserError, match=r"no vendored llama\.cpp converter"):
         unpack_converter(bad, tmp_path / "cache2" / "llama.cpp")
     assert not (tmp_path / "cache2" / "llama.cpp").exists()
