@@ -16,7 +16,7 @@ VARIABLES: dict[str, str] = {
     "WORKBENCH_FREE_BYTES": "pretend this many bytes are free on disk (tests of the disk-full path)",
     "WORKBENCH_INJECT_NAN_AT_STEP": "make the loss NaN at this optimizer step (tests of the NaN path)",
     "WORKBENCH_INJECT_OOM_AT_STEP": "raise CUDA out-of-memory at this step while the micro-batch is above 1 (tests)",
-    "LLAMA_CPP_DIR": "a llama.cpp checkout whose convert_hf_to_gguf.py makes GGUF files",
+    "LLAMA_CPP_DIR": "a llama.cpp checkout whose convert_hf_to_gguf.py makes GGUF files (default: the one `workbench gguf-setup` unpacked)",
     "TEXTUAL_ANIMATIONS": "basic or full turns the UI's animations on (off by default: bytes over SSH)",
     "HF_HUB_OFFLINE": "1: never reach the Hugging Face hub (models and datasets must be on disk)",
 }

@@ -115,3 +115,23 @@ async def test_esc_leaves_the_chat_box_so_digits_switch_panes(demo_config_path: 
         await pilot.pause()
         assert app.query_one("#panes").active == "data"
         assert "2" not in app.query_one("#chat-input").text
+
+
+async def test_save_pane_names_the_gguf_step_where_it_is_not_set_up(demo_config_path: Path, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch):
+    # A machine where `workbench gguf-setup` was never run: no converter in the cache, none elsewhere.
+    monkeypatch.setenv("WORKBENCH_CACHE", str(tmp_path / "fresh-cache"))
+    monkeypatch.setenv("LLAMA_CPP_DIR", str(tmp_path / "no-llama.cpp"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    app = WorkbenchApp(config_path=demo_config_path, start_engine=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.panes_mounted()
+        await pilot.press("5")
+        await pilot.pause()
+        setup = text_of(app, "#save-setup")
+        assert 'pip install -e ".[gguf]"' in setup and "workbench gguf-setup" in setup
+        assert setup.count("GGUF is not set up") == 1, "said once for the three GGUF kinds"
+        for kind in ("gguf_f16", "gguf_q8_0", "gguf_q4_k_m"):
+            assert app.query_one(f"#save-{kind}").disabled
+        assert not app.query_one("#save-lora").disabled and not app.query_one("#save-merged_16bit").disabled

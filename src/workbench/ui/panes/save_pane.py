@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -55,11 +56,14 @@ class SavePane(Vertical):
         with Horizontal(id="save-source-row"):
             yield Static("", id="save-source")
             yield Select([], prompt="weights", allow_blank=True, id="save-weights")
+        reasons = {kind: unavailable_reason(kind) for kind in SAVE_KINDS}
         with RadioSet(id="save-kind"):
             for kind in SAVE_KINDS:
-                reason = unavailable_reason(kind)
-                label = SAVE_TITLES[kind] + (f"  (unavailable: {reason})" if reason else "")
-                yield StateRadioButton(label, value=(kind == "lora"), disabled=bool(reason), id=f"save-{kind}")
+                label = SAVE_TITLES[kind] + ("  (not set up here)" if reasons[kind] else "")
+                yield StateRadioButton(label, value=(kind == "lora"), disabled=bool(reasons[kind]), id=f"save-{kind}")
+        # Said once for all the kinds it concerns (the three GGUF ones share one set-up step).
+        unavailable = list(dict.fromkeys(reason for reason in reasons.values() if reason))
+        yield Static("\n".join(f"[dim]{escape(reason)}[/]" for reason in unavailable), id="save-setup")
         with Horizontal(id="save-row"):
             yield Input("", id="save-path", placeholder="folder to save to")
             yield Button("Save", id="save-button", variant="primary")
