@@ -22,7 +22,7 @@ PROTOCOL_VERSION = 2
 
 Command = Literal[
     "ping", "load", "unload", "preview", "dataset_stats", "train", "stop", "generate", "cancel", "save", "status",
-    "shutdown", "evaluate", "pause", "continue",
+    "shutdown", "evaluate", "pause", "continue", "quick_eval",
 ]
 EngineState = Literal[
     "starting", "loading", "ready", "training", "paused", "generating", "saving", "stopping", "error"
