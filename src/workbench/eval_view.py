@@ -145,15 +145,17 @@ def _ratio(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}"
 
 
-def summary_lines(report: ev.Report, compact: bool = False) -> list[SummaryLine]:
+def summary_lines(report: ev.Report, compact: bool = False,
+                  against: tuple[sc.Summary, Sequence[sc.Difference]] | None = None) -> list[SummaryLine]:
     """The scores of each model over the scored rows: ROUGE-1/2/L F1 and chrF++ (the mean of the rows, which
     the difference is taken over, then corpus-level), length ratio, Devanagari share and how many rows
-    raised each flag. `compact` puts the flag counts on one line (80x24)."""
+    raised each flag (`compact`: on one line, 80x24). The second column is the base model with the report's tuned-minus-base differences,
+    or `against`: another eval's tuned model and this one's differences from it (`compare`)."""
     tuned = report.models.get("tuned")
-    base = report.models.get("base")
     if tuned is None:
         return []
-    diffs = {d.metric: d for d in report.differences}
+    base, differences = against if against is not None else (report.models.get("base"), report.differences)
+    diffs = {d.metric: d for d in differences}
 
     def pair(get: Callable[[sc.Summary], str]) -> tuple[str, str]:
         return get(tuned), get(base) if base is not None else ""
@@ -171,10 +173,9 @@ def summary_lines(report: ev.Report, compact: bool = False) -> list[SummaryLine]
     lines.append(SummaryLine("chrF++ (corpus)", *pair(lambda s: points(s.chrf_corpus))))
     lines.append(SummaryLine("length ratio", *pair(lambda s: _ratio(s.length_ratio))))
     lines.append(SummaryLine("Devanagari share", *pair(lambda s: f"{100 * s.devanagari_share:.0f}%")))
-    if compact:
-        names = [name for name, _title in FLAGS]
-        lines.append(SummaryLine("flags " + "/".join(names),
-                                 *pair(lambda s: "/".join(str(s.flagged.get(n, 0)) for n in names))))
+    if compact:  # the wrong script is left to the Devanagari share above
+        names = [name for name, _title in FLAGS if name != "script"]
+        lines.append(SummaryLine("/".join(names), *pair(lambda s: "/".join(str(s.flagged.get(n, 0)) for n in names))))
     else:
         for name, title in FLAGS:
             def count(s: sc.Summary, name: str = name) -> str:
@@ -277,11 +278,6 @@ class Comparison:
     """Rows both evals scored."""
     difference: sc.Difference
     """This eval's tuned model minus the other's, with its paired bootstrap 95% interval."""
-
-    def line(self) -> SummaryLine:
-        d = self.difference
-        return SummaryLine(f"Δ {METRIC_NAMES[self.metric]}", "", "", signed(d.mean), interval(d.low, d.high),
-                           d.significant)
 
 
 def compare(first: ev.LoadedEval, second: ev.LoadedEval, metrics: Sequence[str] = METRICS) -> list[Comparison]:

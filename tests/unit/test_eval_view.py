@@ -82,8 +82,8 @@ def test_a_gain_on_every_row_is_marked_as_excluding_zero() -> None:
 def test_the_compact_summary_has_the_flag_counts_on_one_line(report: ev.Report) -> None:
     compact = view.summary_lines(report, compact=True)
     assert len(compact) == 8
-    assert compact[-1].label == "flags empty/loop/copy/unended/script"
-    assert (compact[-1].tuned, compact[-1].base) == ("0/0/0/0/0", "1/0/0/0/0")
+    assert compact[-1].label == "empty/loop/copy/unended"
+    assert (compact[-1].tuned, compact[-1].base) == ("0/0/0/0", "1/0/0/0")
 
 
 def test_without_the_base_model_there_is_no_base_column_and_no_difference() -> None:
@@ -172,8 +172,11 @@ def test_two_runs_compared_on_the_rows_they_share(tmp_path: Path) -> None:
     rouge_l = by_metric["rougeL"]
     assert rouge_l.rows == 2
     assert rouge_l.difference.mean == pytest.approx((100 + (800 / 9 - 100)) / 2)
-    line = rouge_l.line()
-    assert line.label == "Δ ROUGE-L F1" and line.gap == "+44.4"
+    # side by side: this run's tuned model, the other run's, and the difference over the shared rows
+    against = (second.report.models["tuned"], [c.difference for c in by_metric.values()])
+    line = next(line for line in view.summary_lines(first.report, against=against) if line.label == "ROUGE-L F1")
+    # this run over its 3 scored rows: 88.0; the other's over its 2: (0 + 100) / 2
+    assert (line.tuned, line.base, line.gap) == ("88.0", "50.0", "+44.4")
     lines = view.row_lines(first.report, view.model_scores(second.report, "tuned"))
     assert [line.row for line in view.sort_lines(lines, "gap")] == [1, 2, 3]  # row 3 has no other side
 
