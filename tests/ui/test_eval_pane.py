@@ -94,6 +94,11 @@ async def test_the_active_runs_eval_is_listed_and_shown_base_vs_tuned():
         assert table_rows(app) == [1, 2, 3, 4, 5, 6, 7, 8]
         assert "final adapter (step 150) · 8 of 8 rows scored" in text(app, "#eval-about")
         assert app.query_one("#eval-against", Select).value == "base"
+        # the highlighted row's texts beside the scores
+        first = pane.loaded.records[0]
+        await pilot.pause()
+        preview = text(app, "#eval-preview")
+        assert "row 1" in preview and first.reference in preview and first.outputs["tuned"].text in preview
 
 
 async def test_rows_sort_by_the_gap_with_a_key_and_by_a_header_click():

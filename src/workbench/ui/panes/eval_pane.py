@@ -226,7 +226,9 @@ class EvalPane(Vertical):
             yield Static("", id="eval-status")
         yield Static("", id="eval-about")
         with Horizontal(id="eval-body"):
-            yield Static("", id="eval-summary")
+            with Vertical(id="eval-left"):
+                yield Static("", id="eval-summary")
+                yield Static("", id="eval-preview")
             yield DataTable(id="eval-table", cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
@@ -238,6 +240,7 @@ class EvalPane(Vertical):
         if compact != self._compact:
             self._compact = compact
             self._show_summary()
+            self._show_preview()
 
     def on_show(self) -> None:
         self.refresh_evals()
@@ -407,11 +410,12 @@ class EvalPane(Vertical):
     def _show_summary(self) -> None:
         summary = self.query_one("#eval-summary", Static)
         loaded = self.loaded
+        left = self.query_one("#eval-left")
         if loaded is None or "tuned" not in loaded.report.models:
             summary.update("")
-            summary.display = False
+            left.display = False
             return
-        summary.display = True
+        left.display = True
         against = None
         note = None
         if self.other is not None:
@@ -461,6 +465,36 @@ class EvalPane(Vertical):
             table.add_row(*cells, key=str(line.row))
         if kept is not None and kept in {line.row for line in self.lines}:
             table.move_cursor(row=table.get_row_index(str(kept)), animate=False)
+        self._show_preview()
+
+    @on(DataTable.RowHighlighted, "#eval-table")
+    def _highlighted(self) -> None:
+        self._show_preview()
+
+    def _show_preview(self) -> None:
+        """The highlighted row's texts beside the scores (80x24: its tuned summary on one line)."""
+        preview = self.query_one("#eval-preview", Static)
+        row = self._cursor_row()
+        result = next((r for r in self.loaded.report.rows if r.record.row == row), None) if self.loaded else None
+        if result is None:
+            preview.update("")
+            return
+        record = result.record
+        tuned = record.outputs["tuned"].text if "tuned" in record.outputs else ""
+        if self._compact:
+            preview.update(Text.assemble((f"row {row} ", "bold"), ("tuned ", "bold cyan"), tuned.replace("\n", " ")))
+            return
+        parts: list[Text | str] = [Text.assemble((f"row {row}", "bold"), (" · enter shows it whole", "dim"))]
+        sides = [("reference", "bold", record.reference), ("tuned", "bold cyan", tuned)]
+        if self.other is not None:
+            theirs = next((r.record for r in self.other.report.rows if r.record.row == row), None)
+            text = theirs.outputs["tuned"].text if theirs is not None and "tuned" in theirs.outputs else "–"
+            sides.append((f"vs {self.other.plan.run}", "bold magenta", text))
+        elif "base" in record.outputs:
+            sides.append(("base", "bold yellow", record.outputs["base"].text))
+        for title, style, body in sides:
+            parts.append(Text.assemble("\n", (title, style), "\n", body or Text("(empty)", style="dim italic")))
+        preview.update(Text.assemble(*parts))
 
     def _cursor_row(self) -> int | None:
         table: DataTable[Any] = self.query_one("#eval-table", DataTable)
