@@ -302,7 +302,8 @@ def scores_line(scores: sc.RowScores) -> str:
 
 def output_note(output: ev.Output) -> str:
     """12 tokens, 0.40 s (and whether it hit max_new_tokens)."""
-    return f"{output.tokens} tokens, {output.seconds:.2f} s" + (" · hit max_new_tokens" if output.unended else "")
+    tokens = f"{output.tokens} token{'' if output.tokens == 1 else 's'}"
+    return f"{tokens}, {output.seconds:.2f} s" + (" · hit max_new_tokens" if output.unended else "")
 
 
 # -- an eval being made -------------------------------------------------------------------------------------

@@ -189,6 +189,7 @@ def test_the_row_views_lines(report: ev.Report) -> None:
     assert view.scores_line(row1.scores["base"]).endswith("flags: empty")
     out = ev.Output(text="x", tokens=64, unended=True, seconds=0.4)
     assert view.output_note(out) == "64 tokens, 0.40 s · hit max_new_tokens"
+    assert view.output_note(ev.Output(text="", tokens=1, unended=False, seconds=0.25)) == "1 token, 0.25 s"
 
 
 def test_the_progress_line() -> None:
