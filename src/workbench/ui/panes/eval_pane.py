@@ -9,7 +9,9 @@ thread. The eval itself runs in the engine (`requests.Evaluate`), which streams 
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -267,7 +269,12 @@ class EvalPane(Vertical):
         everything = view.all_evals(runs_dir)
         if run_dir and not any(_same(Path(i.folder).parent.parent, run_dir) for i in everything):
             everything += infos  # a run outside runs_dir (attached by path)
-        self.app.call_from_thread(self._listed, run_dir, infos, everything)
+        self._back(self._listed, run_dir, infos, everything)
+
+    def _back(self, callback: Callable[..., None], *args: Any) -> None:
+        """Run `callback` on the UI thread, from a worker thread (nothing, when the app closed meanwhile)."""
+        with contextlib.suppress(RuntimeError):
+            self.app.call_from_thread(callback, *args)
 
     def _listed(self, run_dir: str | None, infos: list[view.EvalInfo], everything: list[view.EvalInfo]) -> None:
         if run_dir != self.run_dir:
@@ -310,11 +317,13 @@ class EvalPane(Vertical):
         try:
             loaded = ev.load_eval(Path(folder))
         except UserError as exc:
-            self.app.call_from_thread(self._say, f"{exc.message} {exc.hint}", "red")
+            self._back(self._say, f"{exc.message} {exc.hint}", "red")
             return
-        self.app.call_from_thread(self._opened, loaded)
+        self._back(self._opened, loaded)
 
     def _opened(self, loaded: ev.LoadedEval) -> None:
+        if not _same(loaded.folder.parent.parent, self.run_dir):
+            return  # read for the run that was active before: a thread is not cancelled, only ignored
         self.loaded = loaded
         self.other = None
         self._set_against_options()
@@ -345,11 +354,13 @@ class EvalPane(Vertical):
         try:
             other = ev.load_eval(Path(folder))
         except UserError as exc:
-            self.app.call_from_thread(self._say, f"{exc.message} {exc.hint}", "red")
+            self._back(self._say, f"{exc.message} {exc.hint}", "red")
             return
-        self.app.call_from_thread(self._compared, other)
+        self._back(self._compared, other)
 
     def _compared(self, other: ev.LoadedEval) -> None:
+        if self.query_one("#eval-against", Select).value != _key(other.folder):
+            return  # another choice was made while this one was read
         self.other = other
         self._show_eval()
 
