@@ -21,7 +21,8 @@ from workbench import requests as rq
 from workbench.protocol import EvalProgress
 from workbench.runs import RunDir
 from workbench.ui.app import WorkbenchApp
-from workbench.ui.panes.eval_pane import EvalPane, RowView
+from workbench.ui.panes.eval_pane import EvalPane
+from workbench.ui.widgets.eval_row import RowView
 from workbench.ui.widgets.key_bar import KeyBar
 
 

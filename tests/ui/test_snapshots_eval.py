@@ -14,7 +14,8 @@ from tests.ui import scenarios
 from tests.ui.conftest import FakeNvml, wait_for
 from tests.ui.scripted import scripted_app_factory
 from workbench.ui.app import WorkbenchApp
-from workbench.ui.panes.eval_pane import EvalPane, RowView
+from workbench.ui.panes.eval_pane import EvalPane
+from workbench.ui.widgets.eval_row import RowView
 
 RUN = "tiny-gemma2-20261128-101500"
 OTHER = "tiny-gemma2-lr-2e-3"
