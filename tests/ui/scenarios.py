@@ -4,6 +4,7 @@ them as the engine would."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -90,3 +91,59 @@ def finished_run(runs_dir: Path, name: str = "tiny-gemma2-20261128-101500") -> R
     (run.checkpoints_dir / "checkpoint-100" / COMPLETE_MARKER).write_text("100", encoding="utf-8")
     return run
 
+
+
+# -- evals (the Eval pane) -----------------------------------------------------------------------------------
+
+HELDOUT = "builtin:hindi_dialogues (split heldout)"
+Answers = Callable[[int, str, str], tuple[str, str]]
+"""(row, conversation, reference) -> (the tuned model's summary, the base model's)."""
+
+
+def varied_answers(row: int, conversation: str, reference: str) -> tuple[str, str]:
+    """Summaries with scores that differ row by row: the tuned model keeps more or less of the reference; the
+    base model copies the conversation, loops, says nothing, answers in English, or gives the second half."""
+    words = reference.split()
+    tuned = " ".join(words[: max(1, len(words) * (4 - row % 4) // 4)])
+    base = [" ".join(conversation.split()[:12]), "ठीक है ठीक है ठीक है ठीक है", "",
+            "They talked about it and will meet tomorrow.", " ".join(words[len(words) // 2 :])][row % 5]
+    return tuned, base
+
+
+def write_eval(run_dir: str | Path, rows: int | None = 8, base: bool = True, name: str | None = None,
+               answers: Answers = varied_answers, batch: int = 4, complete: bool = True,
+               on_batch: Callable[[int, int, str], None] | None = None) -> Path:
+    """A real eval folder (eval.jsonl, eval.json, by evaluation.py's writers) on the bundled held-out rows,
+    as the engine writes it batch by batch; `complete=False` stops after the first batch."""
+    from workbench import evaluation as ev
+
+    run = RunDir(run_dir)
+    examples, _issues = wbdata.require_usable(wbdata.load_rows("builtin:hindi_dialogues", "heldout"),
+                                              "dialogue", "summary", "instruction")
+    chosen = examples[:rows] if rows else examples
+    plan = ev.EvalPlan(run=run.name, weights="final adapter", step=150, heldout=HELDOUT, rows=[x.row for x in chosen],
+                       base=base, decoding=ev.Decoding(max_new_tokens=96, do_sample=False, batch_size=batch),
+                       template="instruction", instruction="नीचे दी गई बातचीत का हिंदी में संक्षिप्त सारांश लिखिए।",
+                       config_fingerprint="0" * 64)
+    folder = run.path / ev.EVALS_DIR / (name or ev.eval_name(plan.weights, len(plan.rows), base))
+    folder.mkdir(parents=True, exist_ok=True)
+    made: list[ev.RowRecord] = []
+    for start in range(0, len(chosen), batch):
+        for x in chosen[start : start + batch]:
+            tuned, base_text = answers(x.row, x.conversation, x.summary)
+            outputs = {"tuned": ev.Output(text=tuned, tokens=len(tuned.split()) + 1, unended=x.row % 6 == 5,
+                                          seconds=0.25)}
+            if base:
+                outputs["base"] = ev.Output(text=base_text, tokens=len(base_text.split()) + 1, unended=False,
+                                            seconds=0.25)
+            record = ev.RowRecord(row=x.row, input=x.conversation, reference=x.summary, prompt_tokens=120,
+                                  outputs=outputs, t=T0)
+            ev.append_record(folder / ev.ROWS_FILE, record)
+            made.append(record)
+        ev.write_json_atomic(folder / ev.REPORT_FILE, ev.report_document(
+            plan, ev.score_records(made), complete=len(made) == len(chosen), versions={}))
+        if on_batch is not None:
+            on_batch(len(made), len(chosen), str(folder))
+        if not complete:
+            break
+    return folder

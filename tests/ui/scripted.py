@@ -47,6 +47,26 @@ def _generate(args: rq.Generate, rid: str, emit: Emit) -> rq.Answer:
     return rq.Generated(results=results, has_adapter=args.run_dir is not None)
 
 
+def _evaluate(args: rq.Evaluate, rid: str, emit: Emit) -> rq.Answer | Error:
+    """As the engine's evaluate: a real eval folder written batch by batch, an EvalProgress after each batch,
+    and an existing eval refused unless resumed (the scripted rows are all made at once)."""
+    from workbench import evaluation as ev
+    from workbench.protocol import EvalProgress
+
+    rows = 24 if args.rows is None else args.rows
+    name = args.name or ev.eval_name("final adapter", rows or 24, args.base)
+    folder = Path(args.run_dir) / ev.EVALS_DIR / name
+    if (folder / ev.ROWS_FILE).exists() and not args.resume:
+        return Error(type="exists", message=f"{folder} already holds an eval",
+                     hint="Continue it with --resume (the Eval pane: Resume), or give another --name.")
+    if args.resume:
+        (folder / ev.ROWS_FILE).unlink(missing_ok=True)  # made again whole: the same rows, the same answers
+    scenarios.write_eval(args.run_dir, rows, args.base, name,
+                         on_batch=lambda done, total, where: emit(EvalProgress(done=done, total=total, folder=where)))
+    total = len(ev.read_records(folder / ev.ROWS_FILE))
+    return rq.EvalFinished(folder=str(folder), complete=True, rows_done=total, rows_total=total)
+
+
 def _nothing(args: rq.Args, rid: str, emit: Emit) -> rq.Answer:
     return rq.Nothing()
 
@@ -61,6 +81,7 @@ DEFAULT_SCRIPT: dict[type[rq.Args], Handler] = {
     rq.Train: _train,
     rq.Generate: _generate,
     rq.Stop: _stop,
+    rq.Evaluate: _evaluate,
     rq.Cancel: _nothing,
     rq.Shutdown: _nothing,
 }

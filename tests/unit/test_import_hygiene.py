@@ -18,6 +18,7 @@ LIGHT_MODULES = (
     "workbench.templates",
     "workbench.client",
     "workbench.tokenview",
+    "workbench.eval_view",
 )
 NO_TUI_MODULES = (
     "workbench.config",
@@ -26,6 +27,7 @@ NO_TUI_MODULES = (
     "workbench.runs",
     "workbench.gpu",
     "workbench.templates",
+    "workbench.eval_view",  # the Eval pane's tables: plain data, laid out by ui/panes/eval_pane.py
 )
 
 

@@ -46,6 +46,8 @@ NOT_AT_STARTUP = (
     "workbench.requests", "workbench.data", "workbench.templates", "workbench.engine",
     "workbench.ui.panes.data_pane", "workbench.ui.panes.train_pane", "workbench.ui.panes.chat_pane",
     "workbench.ui.panes.save_pane", "workbench.ui.help",
+    "workbench.ui.panes.eval_pane", "workbench.ui.widgets.eval_row", "workbench.eval_view", "workbench.evaluation", "workbench.scores",
+    "rouge_score", "sacrebleu", "nltk",  # the Eval pane's scores
 )
 # The only models whose validators are built before the first frame: the run configuration (the form shows
 # it). The protocol's events are built when the first one arrives from the engine (defer_build).

@@ -1,4 +1,4 @@
-"""The workbench TUI: five panes over one engine process.
+"""The workbench TUI: six panes over one engine process.
 
 The App owns the state the panes share (the run configuration and its file, the active run, the engine
 connection) and hands it down: panes get the engine bridge when they are built and the App sets their
@@ -43,6 +43,7 @@ from workbench.ui.widgets.key_bar import KeyBar
 if TYPE_CHECKING:
     from workbench.ui.panes.chat_pane import ChatPane
     from workbench.ui.panes.data_pane import DataPane
+    from workbench.ui.panes.eval_pane import EvalPane
     from workbench.ui.panes.save_pane import SavePane
     from workbench.ui.panes.train_pane import TrainPane
 
@@ -55,6 +56,7 @@ DEFERRED_PANES = {
     "train": ("workbench.ui.panes.train_pane", "TrainPane"),
     "chat": ("workbench.ui.panes.chat_pane", "ChatPane"),
     "save": ("workbench.ui.panes.save_pane", "SavePane"),
+    "eval": ("workbench.ui.panes.eval_pane", "EvalPane"),
 }
 
 
@@ -176,7 +178,7 @@ class WorkbenchApp(App[int]):
         kwargs: dict[str, Any] = {"engine": self.bridge, "config": self.config, "id": f"{name}-pane"}
         if name == "train":
             kwargs.update(gpu_module=self.gpu_module, invalid_fields=self.invalid_fields)
-        if name in ("train", "chat", "save"):
+        if name in ("train", "chat", "save", "eval"):
             kwargs["run_dir"] = self.active_run
         pane: Widget = cls(**kwargs)
         return pane
@@ -207,8 +209,14 @@ class WorkbenchApp(App[int]):
 
         return self.query_one("#save-pane", SavePane)
 
+    def _eval(self) -> EvalPane:
+        from workbench.ui.panes.eval_pane import EvalPane
+
+        return self.query_one("#eval-pane", EvalPane)
+
     def pane(self, name: str) -> Widget:
-        """A pane by name ("config", "data", "train", "chat", "save"): the command palette runs its actions."""
+        """A pane by name ("config", "data", "train", "chat", "save", "eval"): the command palette runs its
+        actions."""
         return self.query_one(f"#{name}-pane")
 
     async def panes_mounted(self) -> None:
@@ -374,7 +382,7 @@ class WorkbenchApp(App[int]):
             return  # set before the UI runs (tests, scripts): the panes are built from it
         self.query_one(ConfigPane).config = config
         for pane_id, pane in (("data-pane", self._data), ("train-pane", self._train), ("chat-pane", self._chat),
-                              ("save-pane", self._save)):
+                              ("save-pane", self._save), ("eval-pane", self._eval)):
             if self._built(pane_id):
                 pane().config = config
         self._update_status()
@@ -388,7 +396,8 @@ class WorkbenchApp(App[int]):
     def watch_active_run(self, run_dir: str | None) -> None:
         if not self.is_running:
             return
-        for pane_id, pane in (("train-pane", self._train), ("chat-pane", self._chat), ("save-pane", self._save)):
+        for pane_id, pane in (("train-pane", self._train), ("chat-pane", self._chat), ("save-pane", self._save),
+                              ("eval-pane", self._eval)):
             if self._built(pane_id):
                 pane().run_dir = run_dir
 
@@ -507,7 +516,7 @@ class WorkbenchApp(App[int]):
     # disabled and Stop takes it (with Start alone, the focus went nowhere and t / x / r did nothing).
     FOCUS_ON_OPEN = {"config": ("#config-form",), "data": ("#data-sample-scroll",),
                      "train": ("#train-start", "#train-stop", "#train-resume"), "chat": ("#chat-input",),
-                     "save": ("#runs-table",)}
+                     "save": ("#runs-table",), "eval": ("#eval-table",)}
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, event: TabbedContent.TabActivated) -> None:

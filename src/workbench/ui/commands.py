@@ -10,7 +10,8 @@ from textual.command import DiscoveryHit, Hit, Hits, Provider
 
 from workbench.config import all_fields
 
-PANES = (("config", "1 Config"), ("data", "2 Data"), ("train", "3 Train"), ("chat", "4 Chat"), ("save", "5 Save/Runs"))
+PANES = (("config", "1 Config"), ("data", "2 Data"), ("train", "3 Train"), ("chat", "4 Chat"), ("save", "5 Save/Runs"),
+         ("eval", "6 Eval"))
 
 FIELD_TITLE_HELP = 48
 """Characters of a field's help in its palette title (the whole help is the line under it)."""
@@ -36,6 +37,14 @@ PANE_ACTIONS = (
     ("Compare with the selected run", "save", "compare_run", "overlay its loss curve on the active run's (c)"),
     ("Rename the selected run", "save", "rename_run", "Save/Runs pane (r)"),
     ("Delete the selected run", "save", "delete_run", "asks first; refused while it trains (d)"),
+    ("Evaluate the active run", "eval", "start", "summarize held-out rows, tuned and base, and score them (e)"),
+    ("Stop the eval", "eval", "stop", "after the batch in progress; finished rows are kept (x)"),
+    ("Resume the eval", "eval", "resume", "continue the picked incomplete eval (r)"),
+    ("Sort eval rows", "eval", "sort", "by the next column: row, R-1, R-2, R-L, chrF++, other, gap (s)"),
+    ("Sort eval rows by the gap", "eval", "sort_gap", "tuned minus base (or the compared run), again reverses (g)"),
+    ("Reverse the eval rows' order", "eval", "reverse", "Eval pane (o)"),
+    ("Gap metric", "eval", "metric", "the score the gap is taken on: R-1, R-2, R-L, chrF++ (m)"),
+    ("Compare with another run's eval", "eval", "compare", "pick an eval on the same rows in place of base (c)"),
 )
 
 

@@ -12,7 +12,7 @@ HELP = """\
 
 | key | does |
 |---|---|
-| 1-5 | switch pane: Config, Data, Train, Chat, Save/Runs |
+| 1-6 | switch pane: Config, Data, Train, Chat, Save/Runs, Eval |
 | ctrl+p | command palette: every action by name |
 | ctrl+s | save the config (Config pane) or the model (Save pane) |
 | n / p / g / s | Data: next row, previous row, jump to row, recompute statistics |
@@ -21,7 +21,10 @@ HELP = """\
 | / then n / N | Train: search the log, next (newer) / previous (older) match; enter goes to the log, esc closes; l focuses the log |
 | c / r / d | Runs list: compare with the active run on the chart, rename, delete (asks first) |
 | ctrl+g / esc | Chat: send, cancel |
-| esc | leave a text box (then 1-5 and the pane keys work) |
+| e / x / r | Eval: evaluate the active run (rows, with or without base), stop (rows made are kept), resume |
+| s / g / o / m | Eval rows: sort by the next column (or click a header), by the gap, reverse; the gap's metric |
+| enter, c | Eval: a row whole (n / p in it), compare with another run's eval on the same rows |
+| esc | leave a text box (then 1-6 and the pane keys work) |
 | F1 | this help |
 | ctrl+q | quit (a run in progress keeps training; `workbench attach` re-attaches) |
 
