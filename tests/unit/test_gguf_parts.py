@@ -121,3 +121,23 @@ def test_gguf_setup_unpacks_only_the_converter(tmp_path: Path) -> None:
     with pytest.raises(UserError, match=r"no vendored llama\.cpp converter"):
         unpack_converter(bad, tmp_path / "cache2" / "llama.cpp")
     assert not (tmp_path / "cache2" / "llama.cpp").exists()
+
+
+def test_a_gemma2_llama_cpp_would_scale_otherwise_is_refused(tmp_path: Path) -> None:
+    import json
+
+    from workbench.engine.gguf import check_llama_cpp_can_run
+
+    def config(**fields: int) -> Path:
+        folder = tmp_path / str(len(list(tmp_path.iterdir())))
+        folder.mkdir()
+        base = {"model_type": "gemma2", "hidden_size": 3584, "num_attention_heads": 16, "head_dim": 256,
+                "num_hidden_layers": 42, "query_pre_attn_scalar": 256}
+        (folder / "config.json").write_text(json.dumps(base | fields), encoding="utf-8")
+        return folder
+
+    check_llama_cpp_can_run(config())  # Gemma-2 9B: the scalar is head_dim
+    check_llama_cpp_can_run(config(hidden_size=4608, num_attention_heads=32, head_dim=128, num_hidden_layers=46,
+                                   query_pre_attn_scalar=144))  # 27B: hidden / heads
+    with pytest.raises(UserError, match=r"1/sqrt\(32\) but this model by 1/sqrt\(256\)"):
+        check_llama_cpp_can_run(config(hidden_size=128, num_attention_heads=4, head_dim=32, num_hidden_layers=2))

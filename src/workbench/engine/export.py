@@ -135,6 +135,7 @@ def write_gguf(source: WeightsSource, folder: Path, kind: SaveKind, say: Say) ->
         merged.mkdir()
         write_merged(source, merged, say)
         write_chat_template(merged, source.config)  # the converter writes it into the file's metadata
+        gguf.check_llama_cpp_can_run(merged)
         f16 = out if kind == "gguf_f16" else Path(tmp) / "model.f16.gguf"
         say("Converting to GGUF with llama.cpp's converter…")
         gguf.convert(merged, f16, llama)

@@ -32,6 +32,24 @@ def gguf_file_name(run_name: str, kind: SaveKind) -> str:
     return f"{run_name}.{FILE_TYPES[kind]}.gguf"
 
 
+def check_llama_cpp_can_run(merged: Path) -> None:
+    """Refuse a model llama.cpp would compute differently. Its Gemma-2 scales attention by 1/sqrt(head_dim)
+    (by 1/sqrt(hidden / heads) for the 27B) and reads no query_pre_attn_scalar: a Gemma-2 whose scalar is
+    something else would convert without an error and answer otherwise."""
+    import json
+
+    config = json.loads((merged / "config.json").read_text(encoding="utf-8"))
+    if config.get("model_type") != "gemma2":
+        return
+    head_dim, layers = config.get("head_dim"), config.get("num_hidden_layers")
+    expected = config["hidden_size"] // config["num_attention_heads"] if layers == 46 else head_dim
+    scalar = config.get("query_pre_attn_scalar", head_dim)
+    if scalar != expected:
+        raise UserError("gguf_unsupported", f"llama.cpp's Gemma-2 scales attention by 1/sqrt({expected}) but this "
+                        f"model by 1/sqrt({scalar}) (query_pre_attn_scalar): its GGUF would answer differently",
+                        "Nothing was written. Export the merged 16-bit model or the adapter instead.")
+
+
 def convert(merged: Path, out: Path, llama_dir: Path) -> None:
     """The merged model as an f16 GGUF, by llama.cpp's converter (in a child process: it imports its own
     `gguf` package, which must not meet another one in the engine)."""
@@ -126,6 +144,27 @@ def check_metadata(meta: GgufMetadata, recorded: TemplateFingerprint | None, tok
 
 # -- running it ------------------------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def _without_extra_buffers() -> Iterator[None]:
+    """Models loaded in this block do not use llama.cpp's extra buffer types (weight repacking): on CPUs with
+    AMX, q8_0 / Q4_K matmuls crash in `ggml_backend_amx_mul_mat` otherwise. `Llama` takes no argument for
+    it, so the default model parameters it starts from are changed for the moment it loads."""
+    import llama_cpp.llama_cpp as low_level
+
+    original = low_level.llama_model_default_params
+
+    def defaults() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    low_level.llama_model_default_params = defaults
+    try:
+        yield
+    finally:
+        low_level.llama_model_default_params = original
+
+
 def next_token_choices(path: Path, prompt_ids: list[int], expected: list[int]) -> list[int]:
     """llama.cpp's greedy choice at each position of prompt + expected (teacher-forced): what the GGUF model
     says next where the workbench's model said `expected`."""
@@ -133,9 +172,9 @@ def next_token_choices(path: Path, prompt_ids: list[int], expected: list[int]) -
     from llama_cpp import Llama
 
     ids = prompt_ids + expected
-    # use_extra_bufts=False: on CPUs with AMX, q8_0 / Q4_K matmuls crash in llama.cpp's AMX buffers.
-    llm = Llama(model_path=str(path), n_ctx=max(64, len(ids) + 8), n_batch=len(ids) + 8, logits_all=True,
-                verbose=False, use_extra_bufts=False, n_threads=max(1, (os.cpu_count() or 2) - 1))
+    with _without_extra_buffers():
+        llm = Llama(model_path=str(path), n_ctx=max(64, len(ids) + 8), n_batch=len(ids) + 8, logits_all=True,
+                    verbose=False, n_threads=max(1, (os.cpu_count() or 2) - 1))
     try:
         llm.eval(ids)
         scores = np.asarray(llm.scores[: len(ids)])

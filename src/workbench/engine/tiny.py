@@ -28,7 +28,7 @@ from workbench.templates import GEMMA_CHAT_JINJA
 
 TINY_MODEL_NAME = "builtin:tiny-gemma2"
 SPECIAL_TOKENS = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
-BUILD_VERSION = "6"  # bump when the build's code changes, so caches rebuild (RECIPE is in the name too)
+BUILD_VERSION = "7"  # bump when the build's code changes, so caches rebuild (RECIPE is in the name too)
 
 
 @dataclass(frozen=True)
@@ -213,6 +213,9 @@ def _build_into(folder: Path, say: StatusFn) -> None:
         num_attention_heads=recipe.num_attention_heads,
         num_key_value_heads=recipe.num_key_value_heads,
         head_dim=recipe.head_dim,
+        # Attention scaled by 1/sqrt(head_dim), as in Gemma-2 2B and 9B (head_dim 256 = query_pre_attn_scalar):
+        # llama.cpp's Gemma-2 always scales so, and the GGUF export's proof compares answers token by token.
+        query_pre_attn_scalar=recipe.head_dim,
         max_position_embeddings=8192,
         sliding_window=4096,
         pad_token_id=tokenizer.pad_token_id,
