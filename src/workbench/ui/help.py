@@ -15,8 +15,10 @@ HELP = """\
 | 1-6 | switch pane: Config, Data, Train, Chat, Save/Runs, Eval |
 | ctrl+p | command palette: every action by name |
 | ctrl+s | save the config (Config pane) or the model (Save pane) |
+| / , d | Config: filter the fields by name or help, list what differs from the file |
 | n / p / g / s | Data: next row, previous row, jump to row, recompute statistics |
 | t / x / r | Train: start, stop (checkpoint), resume |
+| p / e / r | Train, while a run trains: pause at the next step, quick eval of held-out rows with the live adapter, continue (Chat answers with the live adapter while paused) |
 | + / - / s | Train: zoom the loss chart (all steps, last 1000, 200, 50), cycle its smoothing (0.6, 0.9, off) |
 | / then n / N | Train: search the log, next (newer) / previous (older) match; enter goes to the log, esc closes; l focuses the log |
 | c / r / d | Runs list: compare with the active run on the chart, rename, delete (asks first) |
