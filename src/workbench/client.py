@@ -70,7 +70,11 @@ KEEP_ENGINE_LOGS = 20
 
 def prune_engine_logs(folder: Path, keep: int = KEEP_ENGINE_LOGS) -> list[Path]:
     """Remove all but the newest `keep` engine logs (every UI start writes one: they piled up in /tmp)."""
-    logs = sorted(folder.glob("engine-*.log"), key=lambda p: p.stat().st_mtime, reverse=True)
+    dated = []
+    for log in folder.glob("engine-*.log"):
+        with contextlib.suppress(FileNotFoundError):  # another workbench pruning at the same moment
+            dated.append((log.stat().st_mtime, log))
+    logs = [log for _mtime, log in sorted(dated, reverse=True)]
     removed = []
     for old in logs[keep:]:
         with contextlib.suppress(FileNotFoundError):

@@ -156,7 +156,13 @@ def test_chat_pane_side_by_side(snap_compare, snap_app):
     assert snap_compare(snap_app(), terminal_size=(140, 40), run_before=before)
 
 
-def test_save_and_runs_pane(snap_compare, snap_app):
+def test_save_and_runs_pane(snap_compare, snap_app, monkeypatch):
+    # The picture of a machine where GGUF export is not set up (as in CI), wherever the test runs.
+    from workbench import save_kinds
+
+    monkeypatch.setattr(save_kinds, "llama_cpp_installed", lambda: False)
+    monkeypatch.setattr(save_kinds, "llama_cpp_dir", lambda: None)
+
     async def before(pilot):
         scenarios.finished_run(Path("runs"))
         app = await _ready(pilot)
