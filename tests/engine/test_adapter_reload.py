@@ -38,7 +38,7 @@ def test_trained_adapter_reloads_with_peft(tmp_path):
     run_dir = tmp_path / "runs" / "reload"
     code = subprocess.run(
         [sys.executable, "-m", "workbench.cli", "train", "--config", "configs/demo.toml", "--run-dir", str(run_dir),
-         "--max-steps", "8"], capture_output=True, text=True, timeout=300, cwd=_root())
+         "--max-steps", "2"], capture_output=True, text=True, timeout=300, cwd=_root())
     assert code.returncode == 0, code.stdout[-2000:] + code.stderr[-2000:]
     assert "completed" in code.stdout
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(run_dir / "adapter")], capture_output=True, text=True,

@@ -101,7 +101,7 @@ def test_headless_training_prints_one_line_per_step_and_nothing_else(tmp_path):
 @pytest.mark.engine
 def test_export_command_exports_a_run_and_refuses_bad_input(tmp_path):
     run_dir = tmp_path / "runs" / "to-export"
-    trained = run_cli("train", "--config", "configs/demo.toml", "--run-dir", str(run_dir), "--max-steps", "4",
+    trained = run_cli("train", "--config", "configs/demo.toml", "--run-dir", str(run_dir), "--max-steps", "2",
                       timeout=300)
     assert trained.returncode == 0, trained.stdout[-2000:]
     out = tmp_path / "merged"

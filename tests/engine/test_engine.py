@@ -243,7 +243,8 @@ def test_merged_export_of_a_run_is_merged_and_answers_as_the_workbench(engine, t
     assert keys and not [k for k in keys if "lora_" in k or "base_layer" in k]
     check = saved.verification
     assert check is not None and check.loader.startswith("transformers")
-    assert check.tokens_compared > 0 and check.agreement >= 0.9, check
+    # The tiny base is stored in 32-bit, so its merge keeps 32-bit: the same greedy tokens, every one.
+    assert check.tokens_equal == check.tokens_compared == 32, check
     meta = json.loads((target / "workbench.json").read_text(encoding="utf-8"))
     assert meta["run"] == "trained" and meta["step"] == 4 and meta["checkpoint"] == "checkpoint-4"
     assert meta["verification"]["passed"] is True

@@ -27,7 +27,7 @@ def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("eval") / "runs" / "judged"
-    trained = cli("train", "--config", "configs/demo.toml", "--run-dir", str(folder), "--max-steps", "6")
+    trained = cli("train", "--config", "configs/demo.toml", "--run-dir", str(folder), "--max-steps", "3")
     assert trained.returncode == 0, trained.stdout[-2000:]
     return folder
 

@@ -77,9 +77,17 @@ def write_adapter(loaded: Loaded, folder: Path) -> None:
     loaded.tokenizer.save_pretrained(str(folder))
 
 
-def _merge_dtype() -> Any:
+def _merge_dtype(base: str) -> Any:
+    """16-bit (bf16, or fp16 on a GPU without bf16), as the base checkpoints of the models people tune are;
+    a base stored in 32-bit (the tiny demo model) stays 32-bit, so its merge answers exactly as the adapter
+    does instead of rounding weights the workbench never rounded."""
     import torch
+    from transformers import AutoConfig
 
+    config = AutoConfig.from_pretrained(base)
+    stored = getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
+    if stored in (torch.float32, "float32"):
+        return torch.float32
     if torch.cuda.is_available() and not torch.cuda.is_bf16_supported():
         return torch.float16
     return torch.bfloat16
@@ -113,9 +121,10 @@ def write_merged(source: WeightsSource, folder: Path, say: Say) -> None:
 
     from workbench.engine.tiny import resolve_model_name
 
-    say(f"Merging the adapter into a 16-bit copy of {source.config.model.name}…")
-    base = AutoModelForCausalLM.from_pretrained(resolve_model_name(source.config.model.name), dtype=_merge_dtype(),
-                                                low_cpu_mem_usage=True)
+    base_path = resolve_model_name(source.config.model.name)
+    dtype = _merge_dtype(base_path)
+    say(f"Merging the adapter into a {str(dtype).removeprefix('torch.')} copy of {source.config.model.name}…")
+    base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype, low_cpu_mem_usage=True)
     merged = PeftModel.from_pretrained(base, str(source.adapter)).merge_and_unload()
     merged.save_pretrained(str(folder), safe_serialization=True)
     AutoTokenizer.from_pretrained(str(source.adapter)).save_pretrained(str(folder))
@@ -354,6 +363,8 @@ def export_run(run: RunDir, kind: SaveKind, target: Path, *, checkpoint: int | N
     if reason:
         raise UserError("unavailable", reason, "Save the LoRA adapter or the merged model instead.")
     source = resolve_weights(run, checkpoint)
+    if target.exists() and not overwrite:  # said before the model loads (staged() checks again, to be sure)
+        raise UserError("exists", f"{target} already exists", "Confirm overwriting, or choose another path.")
     what = source.checkpoint or "final adapter"
     say(f"Exporting {run.name} ({what}) as {kind} to {target}…")
     loaded = models(source.config, str(source.adapter))
