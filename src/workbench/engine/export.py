@@ -192,7 +192,7 @@ def reference_tokens(loaded: Loaded, prompt: ProbePrompt, say: Say) -> list[int]
     return result.token_ids
 
 
-def compare_next_tokens(model: Any, tokenizer: Any, prompt: str, expected: list[int]) -> tuple[int, int]:
+def compare_next_tokens(model: Any, tokenizer: Any, prompt: str, expected: list[int]) -> list[bool]:
     """Feed the prompt and the expected answer; count where the model's own next-token choice is the
     expected one. Returns (leading tokens equal, tokens equal). Teacher forcing: one forward pass, and a
     single early difference does not make every later position differ."""
@@ -204,9 +204,24 @@ def compare_next_tokens(model: Any, tokenizer: Any, prompt: str, expected: list[
     with torch.inference_mode():
         logits = model(input_ids=ids).logits[0, prompt_ids.shape[1] - 1 : -1]
     chosen = logits.argmax(dim=-1).tolist()
-    equal = [c == e for c, e in zip(chosen, expected, strict=True)]
-    leading = next((i for i, same in enumerate(equal) if not same), len(equal))
-    return leading, sum(equal)
+    return [c == e for c, e in zip(chosen, expected, strict=True)]
+
+
+def verdict(how: str, prompt_row: int | None, equal: list[bool], threshold: float, what: str,
+            note: str = "") -> Verification:
+    """The proof's result from where the export's next-token choice was the workbench's; an error (nothing
+    is written) below `threshold`."""
+    compared = len(equal)
+    leading = next((i for i, same in enumerate(equal) if not same), compared)
+    agreement = sum(equal) / compared if compared else 1.0
+    passed = compared > 0 and agreement >= threshold
+    detail = (f"{how}: the first {leading} of {compared} greedy tokens are the workbench's; next-token "
+              f"agreement {100 * agreement:.0f}%{note}")
+    if not passed:
+        raise UserError("export_mismatch", f"{what} does not answer as the workbench did ({detail})",
+                        "The export was not written; see the engine log.")
+    return Verification(loader=how, prompt_row=prompt_row, tokens_compared=compared, tokens_equal=leading,
+                        agreement=agreement, passed=passed, detail=detail)
 
 
 def _lora_keys(folder: Path) -> list[str]:
@@ -267,19 +282,10 @@ def verify(kind: SaveKind, folder: Path, loaded: Loaded, source: WeightsSource, 
     model, tokenizer, how = _load_export(kind, folder)
     try:
         check_same_prompts(source.run.path, tokenizer, source.config, "the export", own_template=True)
-        leading, equal = compare_next_tokens(model, tokenizer, prompt.text, expected)
+        equal = compare_next_tokens(model, tokenizer, prompt.text, expected)
     finally:
         del model
-    compared = len(expected)
-    agreement = equal / compared if compared else 1.0
-    passed = compared > 0 and agreement >= MIN_AGREEMENT
-    detail = (f"{how}: the first {leading} of {compared} greedy tokens are the workbench's; next-token "
-              f"agreement {100 * agreement:.0f}%")
-    if not passed:
-        raise UserError("export_mismatch", f"the export does not answer as the workbench did ({detail})",
-                        "The export was not written; see the engine log.")
-    return Verification(loader=how, prompt_row=prompt.row, tokens_compared=compared, tokens_equal=leading,
-                        agreement=agreement, passed=passed, detail=detail)
+    return verdict(how, prompt.row, equal, MIN_AGREEMENT, "the export")
 
 
 def verify_gguf(kind: SaveKind, folder: Path, loaded: Loaded, source: WeightsSource, say: Say) -> Verification:
@@ -299,19 +305,9 @@ def verify_gguf(kind: SaveKind, folder: Path, loaded: Loaded, source: WeightsSou
     prompt_ids = loaded.tokenizer(prompt.text, add_special_tokens=False)["input_ids"]
     chosen = gguf.next_token_choices(path, list(prompt_ids), expected)
     equal = [c == e for c, e in zip(chosen, expected, strict=True)]
-    leading = next((i for i, same in enumerate(equal) if not same), len(equal))
-    compared = len(expected)
-    agreement = sum(equal) / compared if compared else 1.0
     threshold = MIN_AGREEMENT if kind == "gguf_f16" else MIN_QUANTIZED_AGREEMENT
-    passed = compared > 0 and agreement >= threshold
-    how = f"llama-cpp-python ({gguf.FILE_TYPES[kind]})"
-    detail = (f"{how}: the first {leading} of {compared} greedy tokens are the workbench's; next-token "
-              f"agreement {100 * agreement:.0f}%; tokens, special ids and chat template match the run's")
-    if not passed:
-        raise UserError("export_mismatch", f"the GGUF file does not answer as the workbench did ({detail})",
-                        "The export was not written; see the engine log.")
-    return Verification(loader=how, prompt_row=prompt.row, tokens_compared=compared, tokens_equal=leading,
-                        agreement=agreement, passed=passed, detail=detail)
+    return verdict(f"llama-cpp-python ({gguf.FILE_TYPES[kind]})", prompt.row, equal, threshold, "the GGUF file",
+                   "; tokens, special ids and chat template match the run's")
 
 
 # -- provenance -------------------------------------------------------------------------------------
