@@ -61,7 +61,7 @@ def _training(config: RunConfig, run: RunDir, source: WeightsSource) -> str:
     done = next((e for e in reversed(events) if isinstance(e, Done)), None)
     t, lora, d = config.training, config.lora, config.data
     rows = [
-        ("base model", f"`{config.model.name}` ({'4-bit' if config.model.load_in_4bit else '16-bit'}, "
+        ("base model", f"`{config.model.name}` ({'4-bit' if config.model.load_in_4bit else 'not quantized'}, "
                        f"max_seq_length {config.model.max_seq_length})"),
         ("data", f"`{d.source}` (split {d.split}; {d.input_column} → {d.output_column})"
                  + (f", {start.train_rows} training rows, {start.eval_rows} eval rows" if start else "")),

@@ -17,11 +17,10 @@ They share a `RunProgress`. Imported only in the process that trains (transforme
 
 from __future__ import annotations
 
-import contextlib
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -32,6 +31,7 @@ boot()  # unsloth before transformers, whoever imports this module first
 from transformers import TrainerCallback  # noqa: E402
 
 from workbench.config import EvalSection  # noqa: E402
+from workbench.engine.inference_mode import paused_for_inference  # noqa: E402
 from workbench.engine.pause import PauseControl  # noqa: E402
 from workbench.engine.quick_eval import HeldOutPrompts, summarize_and_score  # noqa: E402
 from workbench.mfu import mfu  # noqa: E402
@@ -323,37 +323,6 @@ class GenerationEvaluator(TrainerCallback):  # type: ignore[misc]
                                  rows=len(texts), sample=texts[0] if texts else ""))
         self.tracker.observe("rougeL", rouge_l, state, control)
         self.tracker.observe("chrf", chrf, state, control)
-
-
-@contextlib.contextmanager
-def paused_for_inference(model: Any) -> Iterator[None]:
-    """The model in unsloth's inference mode for a moment mid-training, then exactly as it was: its
-    modes, the KV-cache settings, and every random generator, so training goes on as if it had not
-    paused (a probe must not change the losses that follow)."""
-    import random
-
-    import numpy as np
-    import torch
-    from unsloth import FastLanguageModel
-
-    from workbench.engine.generate import prepare_for_inference
-
-    states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-              torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-    configs = [m.config for m in model.modules() if hasattr(m, "config") and hasattr(m.config, "use_cache")]
-    use_cache = [(c, c.use_cache) for c in {id(c): c for c in configs}.values()]
-    prepare_for_inference(model)
-    try:
-        yield
-    finally:
-        FastLanguageModel.for_training(model)
-        for config, value in use_cache:
-            config.use_cache = value
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
-        if states[3] is not None:
-            torch.cuda.set_rng_state_all(states[3])
 
 
 def make_callbacks(trainer: Any, emit: Emit, stop: threading.Event, run_name: str, progress: RunProgress,

@@ -2,7 +2,7 @@
 
 The training thread calls `gate()` at every step boundary; when a pause was asked for, it stops there
 and waits (or until the run is stopped). Meanwhile other threads probe the live model under `probe()`,
-which puts the model in inference mode and back, random state included (`callbacks.paused_for_inference`),
+which puts the model in inference mode and back, random state included (`inference_mode.paused_for_inference`),
 so the run goes on exactly as if it had not paused. Paused time is not training time: the reporters
 subtract it from tokens/s, the ETA and the elapsed time. No ML import here.
 """
@@ -76,7 +76,7 @@ class PauseControl:
     @contextlib.contextmanager
     def probe(self) -> Iterator[Any]:
         """The live model, in inference mode, while the trainer waits; put back as it was afterwards."""
-        from workbench.engine.callbacks import paused_for_inference
+        from workbench.engine.inference_mode import paused_for_inference
 
         with self._probe_lock:
             if not self._paused.is_set() or self.live is None:

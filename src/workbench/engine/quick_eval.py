@@ -1,7 +1,7 @@
 """A few held-out rows summarized with the model as it is now, and scored: the generation eval during
 training (every eval.generate_steps) and the quick eval a user asks for while a run is paused.
 
-The caller puts the model in inference mode and back (`callbacks.paused_for_inference`, or a paused run's
+The caller puts the model in inference mode and back (`inference_mode.paused_for_inference`, or a paused run's
 `PauseControl.probe`): this module only generates and scores.
 """
 
