@@ -61,12 +61,13 @@ def screen_rows(app: Any) -> list[list[Any]]:
 
 async def main() -> None:
     from tests.ui.conftest import wait_for
-    from textual.widgets import TextArea
+    from textual.widgets import Input, TextArea
 
     from workbench.config import load_config, save_config
     from workbench.ui.app import WorkbenchApp
     from workbench.ui.panes.chat_pane import ChatPane
     from workbench.ui.panes.data_pane import DataPane
+    from workbench.ui.panes.eval_pane import EvalPane
     from workbench.ui.panes.train_pane import TrainPane
     from workbench.ui.widgets.loss_chart import LossChart
 
@@ -94,17 +95,17 @@ async def main() -> None:
         await wait_for(pilot, lambda: app.engine_ready, 300, "engine")
         shot("1-config")
         await pilot.press("2")
-        await wait_for(pilot, lambda: app.pane(DataPane).stats is not None, 120, "statistics")
+        await wait_for(pilot, lambda: app.query_one(DataPane).stats is not None, 120, "statistics")
         await pilot.pause(0.5)
         shot("2-data")
         await pilot.press("3")
         await pilot.click("#train-start")
-        await wait_for(pilot, lambda: app.pane(TrainPane).last_done is not None, 600, "training")
+        await wait_for(pilot, lambda: app.query_one(TrainPane).last_done is not None, 600, "training")
         app.query_one(LossChart).draw_now()  # the whole curve, drawn before the shot
         await pilot.pause(1.5)
         shot("3-train")
         await pilot.press("4")
-        chat = app.pane(ChatPane)
+        chat = app.query_one(ChatPane)
         chat.query_one("#chat-compare").value = True
         await pilot.click("#chat-fill")
         await wait_for(pilot, lambda: bool(chat.query_one("#chat-input", TextArea).text), 60, "held-out row")
@@ -120,9 +121,17 @@ async def main() -> None:
         await wait_for(pilot, lambda: app.query_one("#save-pane").runs_shown(), 30, "runs list")  # read in a thread
         await pilot.pause(0.5)
         shot("5-save-runs")
+        await pilot.press("6")
+        evals = app.query_one(EvalPane)
+        evals.query_one("#eval-rows", Input).value = "12"
+        await pilot.press("e")  # 12 held-out rows, tuned and base, by the engine
+        await wait_for(pilot, lambda: evals.loaded is not None and evals.loaded.complete, 600, "the eval")
+        await pilot.press("g")  # rows sorted by the tuned-minus-base gap
+        await pilot.pause(0.5)
+        shot("6-eval")
         await pilot.press("f1")
         await pilot.pause(0.5)
-        shot("6-help")
+        shot("7-help")
     shutil.rmtree(work, ignore_errors=True)
     print("\n".join(str(s.relative_to(ROOT)) for s in shots))
 
