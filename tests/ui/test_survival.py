@@ -109,10 +109,16 @@ async def test_engine_killed_ui_stays_up_and_resumes(demo_config_path: Path):
                            and app.client.process is not first_engine, 180, "a new engine")
             checkpoint_step = int(RunDir(train.run_dir).newest_checkpoint().name.split("-")[1])
             await pilot.click("#train-resume")
-            await wait_for(pilot, lambda: train.last_log is not None and train.last_log.step > checkpoint_step + 3
+
+            def starts() -> list[TrainStart]:
+                return [e for e in RunDir(train.run_dir).iter_events() if isinstance(e, TrainStart)]
+
+            # A step logged after the resumed run started: the last log before the kill may already be past
+            # checkpoint_step + 3 (CI once read the first run's start here).
+            await wait_for(pilot, lambda: len(starts()) >= 2 and train.last_log is not None
+                           and train.last_log.t > starts()[-1].t and train.last_log.step > checkpoint_step + 3
                            and train.running, 180, "resumed training")
-            starts = [e for e in RunDir(train.run_dir).iter_events() if isinstance(e, TrainStart)]
-            assert starts[-1].start_step == checkpoint_step
+            assert starts()[-1].start_step == checkpoint_step
             await pilot.click("#train-stop")
             await wait_for(pilot, lambda: not train.running, 120, "stopped")
             dones = [e for e in RunDir(train.run_dir).iter_events() if isinstance(e, Done)]
