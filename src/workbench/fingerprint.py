@@ -51,8 +51,15 @@ class TemplateFingerprint:
             found = vocab.get(token)
             ids[token] = int(found) if found is not None else None
         template = chat_template if chat_template is not None else getattr(tokenizer, "chat_template", None) or ""
-        return cls.build(ids, len(vocab), _sha(json.dumps(sorted(vocab.items()), ensure_ascii=False)),
-                         _sha(template), _render_probe(tokenizer, template))
+        return cls.from_parts(ids, vocab, template, tokenizer)
+
+    @classmethod
+    def from_parts(cls, special_ids: dict[str, int | None], vocab: dict[str, int], template: str,
+                   renderer: Any) -> TemplateFingerprint:
+        """A fingerprint from its parts, as another format stores them (a GGUF file's metadata); `renderer`
+        (a tokenizer) only renders the template's probe."""
+        return cls.build(special_ids, len(vocab), _sha(json.dumps(sorted(vocab.items()), ensure_ascii=False)),
+                         _sha(template), _render_probe(renderer, template))
 
     @classmethod
     def build(cls, special_ids: dict[str, int | None], vocab_size: int, vocab_sha256: str, chat_template_sha256: str,

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench import fingerprint
 from workbench.errors import UserError
 from workbench.fingerprint import SPECIAL_ROLES, TURN_TOKENS, TemplateFingerprint
 from workbench.save_kinds import SaveKind
@@ -123,12 +122,8 @@ def read_metadata(path: Path, llama_dir: Path) -> GgufMetadata:
 def gguf_fingerprint(meta: GgufMetadata, tokenizer: Any) -> TemplateFingerprint:
     """The GGUF file's own fingerprint: its token list, special ids and chat template (the template's probe
     rendered with `tokenizer`, which only supplies the renderer)."""
-    import json
-
     vocab = {token: i for i, token in enumerate(meta.tokens)}
-    return TemplateFingerprint.build(
-        meta.special_ids, len(vocab), fingerprint._sha(json.dumps(sorted(vocab.items()), ensure_ascii=False)),
-        fingerprint._sha(meta.chat_template), fingerprint._render_probe(tokenizer, meta.chat_template))
+    return TemplateFingerprint.from_parts(meta.special_ids, vocab, meta.chat_template, tokenizer)
 
 
 def check_metadata(meta: GgufMetadata, recorded: TemplateFingerprint | None, tokenizer: Any) -> TemplateFingerprint:

@@ -228,12 +228,17 @@ class EvalPane(Vertical):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="eval-load")
     def _load(self, folder: str) -> None:
+        loaded = self._read_eval(folder)
+        if loaded is not None:
+            self._back(self._opened, loaded)
+
+    def _read_eval(self, folder: str) -> ev.LoadedEval | None:
+        """An eval folder read and scored (in a worker thread); one that cannot be read is said in the pane."""
         try:
-            loaded = ev.load_eval(Path(folder))
+            return ev.load_eval(Path(folder))
         except UserError as exc:
             self._back(self._say, f"{exc.message} {exc.hint}", "red")
-            return
-        self._back(self._opened, loaded)
+            return None
 
     def _opened(self, loaded: ev.LoadedEval) -> None:
         if not _same(loaded.folder.parent.parent, self.run_dir):
@@ -265,12 +270,9 @@ class EvalPane(Vertical):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="eval-other")
     def _load_other(self, folder: str) -> None:
-        try:
-            other = ev.load_eval(Path(folder))
-        except UserError as exc:
-            self._back(self._say, f"{exc.message} {exc.hint}", "red")
-            return
-        self._back(self._compared, other)
+        other = self._read_eval(folder)
+        if other is not None:
+            self._back(self._compared, other)
 
     def _compared(self, other: ev.LoadedEval) -> None:
         if self.query_one("#eval-against", Select).value != _key(other.folder):
