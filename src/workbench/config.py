@@ -88,6 +88,9 @@ class ModelSection(_Section):
     """Compute dtype; auto picks bfloat16 where the GPU supports it, else float16 (float32 on CPU)."""
     trust_remote_code: bool = False
     """Run Python code shipped with the model repository. Off unless you trust the repository."""
+    attention: Literal["flex", "default"] = "flex"
+    """Gemma-2 training attention: flex (FlexAttention with soft-capping; skips padding, keeps packed samples
+    apart) or default (unsloth's own path; transformers' eager attention on the CPU). Other models keep theirs."""
 
     @field_validator("name")
     @classmethod
@@ -144,7 +147,8 @@ class DataSection(_Section):
     train_on_responses_only: bool = True
     """Compute the loss only on the summary; the prompt tokens are masked (-100)."""
     packing: bool = False
-    """Pack several short samples into one sequence of max_seq_length (faster for short dialogues)."""
+    """Pack several samples into each row of up to max_seq_length tokens, each with its own positions and a
+    mask that keeps it apart (needs model.attention = flex on Gemma-2): no padding is computed."""
     skip_bad_rows: bool = False
     """Train on the valid rows when the statistics find invalid ones (otherwise training refuses)."""
 
@@ -295,7 +299,7 @@ class RunConfig(_Section):
             "save_steps": t.save_steps,
             "save_total_limit": t.save_total_limit or None,
             "max_length": self.model.max_seq_length,
-            "packing": self.data.packing,
+            "packing": False,  # the engine packs itself (workbench.packing), where the attention keeps samples apart
         }
 
 
@@ -523,6 +527,7 @@ def config_diff(old: RunConfig, new: RunConfig) -> list[FieldChange]:
 RESUMABLE_FIELDS = frozenset({
     "training.max_steps", "training.num_train_epochs", "training.logging_steps", "training.eval_steps",
     "training.save_steps", "training.save_total_limit", "training.auto_retry_oom",
+    "model.attention",  # the same attention computed another way: the weights and optimiser state carry over
     *(f"eval.{name}" for name in EvalSection.model_fields),  # judging summaries does not touch the weights
 })
 IGNORED_ON_RESUME = frozenset({"output.runs_dir", "output.run_name"})

@@ -101,6 +101,10 @@ class TrainStart(_Event):
     peak_tflops: float | None = None
     data_fingerprint: str = ""
     """sha256 of the data file (or of the hub rows) the run trains on."""
+    attention: str = ""
+    """Which training attention runs and why (`engine/flex_attention.AttentionChoice.describe`)."""
+    packed_rows: int | None = None
+    """Rows the samples were packed into (data.packing), or None when each sample is its own row."""
 
 
 class Log(_Event):

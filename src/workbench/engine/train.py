@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from workbench import data as wbdata
-from workbench import fingerprint
+from workbench import fingerprint, packing
 from workbench.config import (
     IGNORED_ON_RESUME,
     RESUMABLE_FIELDS,
@@ -33,6 +33,8 @@ from workbench.config import (
 )
 from workbench.engine.callbacks import GIB, RunProgress, make_callbacks, memory_event
 from workbench.engine.errors import explain
+from workbench.engine.flex_attention import AttentionChoice
+from workbench.engine.flex_attention import install as install_attention
 from workbench.engine.model import (
     Loaded,
     add_lora,
@@ -110,6 +112,17 @@ def _to_hf_dataset(samples: list[wbdata.TokenizedSample]) -> Any:
     return Dataset.from_dict({
         "input_ids": [s.input_ids for s in samples],
         "completion_mask": [[int(t) for t in s.trained] for s in samples],
+    })
+
+
+def _packed_dataset(rows: list[packing.PackedRow]) -> Any:
+    """Packed rows for TRL: `seq_lengths` makes its collator restart the positions at every sample."""
+    from datasets import Dataset
+
+    return Dataset.from_dict({
+        "input_ids": [r.input_ids for r in rows],
+        "completion_mask": [[int(t) for t in r.trained] for r in rows],
+        "seq_lengths": [r.seq_lengths for r in rows],
     })
 
 
@@ -249,6 +262,9 @@ class Plan:
     """The checkpoint folder to resume from, or None."""
     eval_rows: HeldOutPrompts | None = None
     """Held-out rows for the generation eval during training (eval.generate_steps), or None."""
+    attention: AttentionChoice | None = None
+    packed: packing.PackingSummary | None = None
+    """How the training samples were packed; None when they are padded per micro-batch."""
 
 
 class Session:
@@ -319,9 +335,29 @@ def plan_run(session: Session, loaded: Loaded, prepared: PreparedData, resume: b
     except (KeyError, TypeError, ValueError):
         fpt = 0.0
     memory_before = torch.cuda.max_memory_reserved() / GIB if torch.cuda.is_available() else 0.0
-    return Plan(prepared, _to_hf_dataset(prepared.train), _to_hf_dataset(prepared.eval) if prepared.eval else None,
+    attention = install_attention(loaded.model, config.model.attention == "flex", torch.cuda.is_available())
+    session.say(attention.describe()[:1].upper() + attention.describe()[1:] + ".")
+    train_ds, packed = training_rows(session, prepared, attention)
+    return Plan(prepared, train_ds, _to_hf_dataset(prepared.eval) if prepared.eval else None,
                 trainable, total_params, fpt, peak_tflops(gpu_name) if gpu_name else None, memory_before, checkpoint,
-                generation_eval_rows(session, loaded))
+                generation_eval_rows(session, loaded), attention, packed)
+
+
+def training_rows(session: Session, prepared: PreparedData, attention: AttentionChoice
+                  ) -> tuple[Any, packing.PackingSummary | None]:
+    """The training dataset: packed when data.packing asks and the attention keeps samples apart, else one
+    sample per row (padded per micro-batch)."""
+    config = session.config
+    if not config.data.packing:
+        return _to_hf_dataset(prepared.train), None
+    if not attention.packing_ok:
+        session.say(f"Packing is off: it needs an attention that keeps packed samples apart ({attention.path} "
+                    "does not), so batches are padded as with packing = false.")
+        return _to_hf_dataset(prepared.train), None
+    rows = packing.pack(prepared.train, config.model.max_seq_length, config.training.seed)
+    summary = packing.summarize(rows, config.model.max_seq_length)
+    session.say(summary.describe())
+    return _packed_dataset(rows), summary
 
 
 def generation_eval_rows(session: Session, loaded: Loaded) -> HeldOutPrompts | None:
@@ -355,6 +391,9 @@ def build_trainer(session: Session, loaded: Loaded, plan: Plan) -> Any:
                                eval_dataset=plan.eval_ds, args=args)
     # Our callbacks report every step; transformers' printer would print each log as a raw dict.
     trainer.remove_callback(PrinterCallback)
+    if plan.packed is not None:
+        # positions that restart at every packed sample (from seq_lengths): the attention reads them
+        trainer.data_collator.return_position_ids = True
     for callback in make_callbacks(trainer, session.out, session.stop, session.run.name, session.progress,
                                    plan.flops_per_token, plan.peak_tflops, plan.memory_before_gib,
                                    eval_rows=plan.eval_rows, decoding=session.config.eval, pause=session.pause):
@@ -364,13 +403,8 @@ def build_trainer(session: Session, loaded: Loaded, plan: Plan) -> Any:
 
 def announce_start(session: Session, loaded: Loaded, plan: Plan, trainer: Any, first_attempt: bool) -> None:
     config = session.config
-    if config.data.packing and not getattr(trainer.args, "packing", False) and first_attempt:
-        # unsloth turns packing off where it cannot pack (Gemma-2 among them) and says so only in its log;
-        # measured on an H200, "packed" runs were then exactly as fast as padded ones.
-        model_type = getattr(loaded.model.config, "model_type", "this model")
-        session.say(f"Packing is off: unsloth does not pack {model_type} models, so batches are padded "
-                    "as with packing = false.")
-    total = trainer.state.max_steps or _planned_steps(config, len(plan.data.train), session.batch, session.accum)
+    rows = plan.packed.rows if plan.packed is not None else len(plan.data.train)
+    total = trainer.state.max_steps or _planned_steps(config, rows, session.batch, session.accum)
     start_step = _checkpoint_step(plan.checkpoint)
     if plan.checkpoint is not None:
         session.say(f"Resuming {session.run.name} from {plan.checkpoint.name} (step {start_step} of {total}).")
@@ -378,7 +412,8 @@ def announce_start(session: Session, loaded: Loaded, plan: Plan, trainer: Any, f
         total_steps=total, start_step=start_step, run_dir=str(session.run.path), train_rows=len(plan.data.train),
         eval_rows=len(plan.data.eval), effective_batch=session.batch * session.accum, trainable_params=plan.trainable,
         total_params=plan.total_params, flops_per_token=plan.flops_per_token, peak_tflops=plan.peak_tflops,
-        data_fingerprint=plan.data.fingerprint))
+        data_fingerprint=plan.data.fingerprint, attention=plan.attention.describe() if plan.attention else "",
+        packed_rows=plan.packed.rows if plan.packed is not None else None))
 
 
 def train_with_oom_retry(session: Session, loaded: Loaded, plan: Plan) -> Any:
