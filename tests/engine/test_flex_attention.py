@@ -197,3 +197,7 @@ def test_the_unsloth_patch_dispatches_only_what_it_can_serve():
         out = patched(q, k, v, None, attention, 2, 24)
     assert out.shape == (2, 24, HEADS * DIM)
     assert seen == [24, 24]
+
+
+def test_cuda_lengths_are_padded_to_a_few_buckets():
+    assert [fa.bucket(n) for n in (1, 256, 257, 700, 1400, 2048, 2049)] == [256, 256, 512, 1024, 2048, 2048, 4096]
