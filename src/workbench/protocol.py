@@ -22,7 +22,7 @@ PROTOCOL_VERSION = 2
 
 Command = Literal[
     "ping", "load", "unload", "preview", "dataset_stats", "train", "stop", "generate", "cancel", "save", "status",
-    "shutdown", "evaluate", "pause", "continue", "quick_eval",
+    "shutdown", "evaluate", "pause", "continue", "quick_eval", "memory_forecast",
 ]
 EngineState = Literal[
     "starting", "loading", "ready", "training", "paused", "generating", "saving", "stopping", "error"

@@ -230,6 +230,38 @@ class QuickEval(Args, Expects[QuickEvalDone]):
     """Held-out rows to summarize (None: the run's eval.generate_rows)."""
 
 
+# -- memory ----------------------------------------------------------------------------------------
+
+class ProfileLine(BaseModel):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+    name: Literal["fits", "fast"]
+    why: str
+    micro_batch: int
+    checkpointing: Literal["unsloth", "true", "false"]
+    total_gib: float
+
+
+class MemoryForecastAnswer(Answer):
+    total_gib: float
+    breakdown: str
+    verdict: str
+    """The forecast against the card's free memory (or alone, where there is no NVIDIA GPU)."""
+    free_gib: float | None
+    gpu: str
+    """The card the forecast was set against ("" where NVML sees none), or why there is none."""
+    longest: int
+    """The longest sample, in tokens after truncation, that the forecast assumed."""
+    profiles: list[ProfileLine]
+
+
+class MemoryForecast(Args, Expects[MemoryForecastAnswer]):
+    """The peak GPU memory this config will need (workbench.memory_forecast), before anything is loaded,
+    against the free memory of the first GPU, with the "fits" and "fast" profiles for that card."""
+
+    cmd = "memory_forecast"
+    config: RunConfig
+
+
 # -- chat -------------------------------------------------------------------------------------------
 
 class GenerationStats(BaseModel):
@@ -332,7 +364,7 @@ class Evaluate(Args, Expects[EvalFinished]):
 COMMANDS: dict[str, type[Args]] = {
     cls.cmd: cls
     for cls in (Ping, GetStatus, Shutdown, Cancel, Load, Unload, Preview, Statistics, Train, Stop, Generate,
-                Save, Evaluate, Pause, Continue, QuickEval)
+                Save, Evaluate, Pause, Continue, QuickEval, MemoryForecast)
 }
 
 

@@ -5,7 +5,7 @@ them as the engine would."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,37 @@ def stats_answer(config: RunConfig) -> rq.StatsAnswer:
     return rq.StatsAnswer(stats=wbdata.compute_stats(
         dataset, tokenizer(), d.input_column, d.output_column, d.template, d.instruction, config.model.max_seq_length,
         d.train_on_responses_only))
+
+
+GEMMA2_9B = dict(hidden_size=3584, intermediate_size=14336, num_hidden_layers=42, num_attention_heads=16,
+                 num_key_value_heads=8, head_dim=256, vocab_size=256000)
+"""The default recipe's model shape (its config.json), so that forecasts need no hub."""
+
+
+def forecast_answer(config: RunConfig, free_gib: float | None = None, gpu: str = "no NVIDIA GPU here"
+                    ) -> rq.MemoryForecastAnswer:
+    """The engine's forecast answer, made by the engine's own function, for the model's shape (the tiny
+    demo model's recipe, else Gemma-2-9B's) and the bundled data's longest sample; `free_gib` stands for
+    what NVML would say."""
+    from dataclasses import asdict
+
+    from workbench.engine.forecast import answer
+    from workbench.engine.tiny import RECIPE, TINY_MODEL_NAME
+    from workbench.memory_forecast import Shape
+
+    d = config.data
+    longest = _longest(d.source, d.split, d.input_column, d.output_column, d.template, d.instruction,
+                       config.model.max_seq_length, d.train_on_responses_only)
+    shape = asdict(RECIPE) if config.model.name == TINY_MODEL_NAME else GEMMA2_9B
+    return answer(config, Shape.of(shape), longest, free_gib, gpu)
+
+
+@lru_cache(maxsize=8)
+def _longest(source: str, split: str, input_column: str, output_column: str, template: str, instruction: str,
+             max_seq_length: int, responses_only: bool) -> int:
+    stats = wbdata.compute_stats(wbdata.load_rows(source, split), tokenizer(), input_column, output_column,
+                                 template, instruction, max_seq_length, responses_only)
+    return min(int(stats.token_lengths["max"]), max_seq_length)
 
 
 def training_events(run_dir: str, steps: int = 60) -> list[Any]:

@@ -67,6 +67,10 @@ def _evaluate(args: rq.Evaluate, rid: str, emit: Emit) -> rq.Answer | Error:
     return rq.EvalFinished(folder=str(folder), complete=True, rows_done=total, rows_total=total)
 
 
+def _forecast(args: rq.MemoryForecast, rid: str, emit: Emit) -> rq.Answer:
+    return scenarios.forecast_answer(args.config)
+
+
 def _nothing(args: rq.Args, rid: str, emit: Emit) -> rq.Answer:
     return rq.Nothing()
 
@@ -82,6 +86,7 @@ DEFAULT_SCRIPT: dict[type[rq.Args], Handler] = {
     rq.Generate: _generate,
     rq.Stop: _stop,
     rq.Evaluate: _evaluate,
+    rq.MemoryForecast: _forecast,
     rq.Cancel: _nothing,
     rq.Shutdown: _nothing,
 }

@@ -134,6 +134,9 @@ class Engine:
         """Held by whatever uses the model: a load, a generation, a save, a training run."""
         self._activity = ""
         self._cancels: dict[str, threading.Event] = {}
+        self._longest: dict[tuple[Any, ...], int] = {}
+        """The longest sample per (data, template, tokenizer, length): a forecast after an unrelated edit
+        does not tokenize the dataset again."""
         # command -> (handler, answered on the reader thread?). Inline commands are instant and must
         # work while a long one runs (stop during training, cancel during a generation).
         self._handlers: dict[type[rq.Args], tuple[Callable[[Any, str], rq.Answer], bool]] = {
@@ -153,6 +156,7 @@ class Engine:
             rq.Save: (self.save, False),
             rq.Evaluate: (self.evaluate, False),
             rq.QuickEval: (self.quick_eval, False),
+            rq.MemoryForecast: (self.memory_forecast, False),
         }
 
     # -- output ---------------------------------------------------------------------------------
@@ -392,6 +396,19 @@ class Engine:
                                          d.instruction, config.model.max_seq_length, d.train_on_responses_only,
                                          on_progress=progress, stop=cancel)
         return rq.StatsAnswer(stats=stats)
+
+    def memory_forecast(self, args: rq.MemoryForecast, rid: str) -> rq.MemoryForecastAnswer:
+        from workbench.engine import forecast
+        from workbench.engine.model import model_key
+
+        config, d = args.config, args.config.data
+        dataset = self.data.dataset(config)
+        key = (dataset.fingerprint, d.input_column, d.output_column, d.template, d.instruction,
+               d.train_on_responses_only, model_key(config))
+        if key not in self._longest:
+            self._longest[key] = forecast.longest_sample(config, self.data.tokenizer(config, self.loaded), dataset)
+        free_gib, gpu = forecast.free_memory()
+        return forecast.answer(config, forecast.model_shape(config), self._longest[key], free_gib, gpu)
 
     # -- training -------------------------------------------------------------------------------
     def train(self, args: rq.Train, rid: str) -> rq.TrainStarted:

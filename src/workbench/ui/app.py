@@ -164,7 +164,7 @@ class WorkbenchApp(App[int]):
     def compose(self) -> ComposeResult:
         with TabbedContent(initial="config", id="panes"):
             with TabPane(PANES[0][1], id="config"):
-                yield ConfigPane(self.config, self.config_path, id="config-pane")
+                yield ConfigPane(self.config, self.config_path, engine=self.bridge, id="config-pane")
             for name, title in PANES[1:]:
                 with TabPane(title, id=name):
                     yield Deferred(partial(self._build_pane, name))
@@ -333,6 +333,7 @@ class WorkbenchApp(App[int]):
             for note in event.notes:
                 self.notify(note, title="Engine", severity="warning", timeout=20)
             self._data().engine_ready = True
+            self.query_one(ConfigPane).engine_ready = True
             self._train().engine_pid = event.pid
         elif isinstance(event, State):
             self.set_engine_state(event.state, event.detail)
@@ -346,6 +347,7 @@ class WorkbenchApp(App[int]):
         self.bridge.send_fn = None
         self.bridge.fail_all(error)
         self._data().engine_ready = False
+        self.query_one(ConfigPane).engine_ready = False
         if error.type == "protocol_mismatch":
             self.set_engine_state("error", error.message)
             self.notify(f"{error.message} {error.hint}", title="Engine of another version", severity="error",

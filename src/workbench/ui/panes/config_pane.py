@@ -9,7 +9,7 @@ import json
 import typing
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
 from textual import events, on
@@ -36,12 +36,19 @@ from workbench.ui.widgets.deferred import Deferred
 from workbench.ui.widgets.focus_scroll import FocusScroll
 from workbench.ui.widgets.state_switch import StateSwitch
 
+if TYPE_CHECKING:
+    from workbench import requests as rq
+    from workbench.protocol import Error
+    from workbench.ui.bridge import EngineBridge
+
 SECTIONS = ("model", "lora", "data", "training", "eval", "output")
 # Built just after the first frame, which shows the model section: first paint pays for every widget
 # composed, and these are about 200 of the form's 290 (the LoRA section alone, 7 rows with two Selects,
 # cost ~65 ms on a 2-core machine). On a tall terminal its rows appear a frame later; below 50 rows
 # they are below the fold anyway.
 DEFERRED_SECTIONS = ("lora", "data", "training", "eval", "output")
+FORECAST_AFTER_S = 0.6
+"""Quiet time after the last edit before the memory forecast is asked again (typing a number is several edits)."""
 # Fields whose change alters what the Data pane shows.
 DATA_FIELDS = {("model", "name"), ("model", "max_seq_length")} | {
     ("data", f) for f in ("source", "split", "input_column", "output_column", "template", "instruction",
@@ -219,9 +226,15 @@ class ConfigPane(Vertical):
 
     config: reactive[RunConfig] = reactive(RunConfig, always_update=True, init=False)
     config_path: reactive[Path] = reactive(Path("config.toml"), init=False)
+    engine_ready: reactive[bool] = reactive(False, init=False)
 
-    def __init__(self, config: RunConfig, config_path: Path, **kwargs: Any) -> None:
+    def __init__(self, config: RunConfig, config_path: Path, engine: EngineBridge | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.engine = engine
+        self.forecast: rq.MemoryForecastAnswer | None = None
+        self._forecast_seq = 0
+        self._forecast_timer: Any = None
         self.set_reactive(ConfigPane.config, config)
         self.set_reactive(ConfigPane.config_path, config_path)
         self._invalid: tuple[str, ...] = ()
@@ -244,6 +257,7 @@ class ConfigPane(Vertical):
         with Horizontal(id="config-status"):
             yield Static("", id="config-summary")
         yield Static("", id="config-message")
+        yield Static("memory: forecast when the engine is ready", id="config-forecast")
         with FocusScroll(id="config-form"):
             for section in SECTIONS:
                 if section in DEFERRED_SECTIONS:
@@ -288,6 +302,43 @@ class ConfigPane(Vertical):
         reset, self._reset_pending = self._reset_pending, False
         self.refresh_fields(reset=reset)
         self._update_diff()
+        self._forecast_soon()
+
+    # -- the memory forecast ----------------------------------------------------------------------
+    def watch_engine_ready(self, ready: bool) -> None:
+        if ready:
+            self._ask_forecast()
+
+    def _forecast_soon(self) -> None:
+        if not self.engine_ready:
+            return
+        if self._forecast_timer is not None:
+            self._forecast_timer.stop()
+        self._forecast_timer = self.set_timer(FORECAST_AFTER_S, self._ask_forecast)
+
+    def _ask_forecast(self) -> None:
+        from workbench import requests as rq
+
+        if self.engine is None:
+            return
+        self._forecast_seq += 1
+        seq = self._forecast_seq
+        self.engine.request(rq.MemoryForecast(config=self.config),
+                            on_answer=lambda answer: self._on_forecast(seq, answer),
+                            on_error=lambda error: self._on_forecast_error(seq, error))
+
+    def _on_forecast(self, seq: int, answer: rq.MemoryForecastAnswer) -> None:
+        if seq != self._forecast_seq:
+            return  # an edit since: a newer forecast is on its way
+        self.forecast = answer
+        line = self.query_one("#config-forecast", Static)
+        line.update(forecast_text(answer))
+        line.tooltip = f"{answer.breakdown}; longest sample {answer.longest:,} tokens"
+
+    def _on_forecast_error(self, seq: int, error: Error) -> None:
+        if seq == self._forecast_seq:
+            self.query_one("#config-forecast", Static).update(
+                Content.styled(f"memory: no forecast: {error.message}", "$text-muted"))
 
     def watch_config_path(self, path: Path) -> None:
         box = self.query_one("#config-path", Input)
@@ -565,3 +616,17 @@ class ConfigPane(Vertical):
         self._update_diff()
         self.post_message(ConfigFileSaved(path))
         self._message(f"Saved {path}")
+
+
+def forecast_text(answer: rq.MemoryForecastAnswer) -> Content:
+    """One line: the forecast peak against the card's free memory, coloured by the verdict, then the
+    profiles for that card (where there is one)."""
+    if answer.free_gib is None:
+        return Content.styled(f"memory: {answer.verdict} on a CUDA card ({answer.gpu})", "$text-muted")
+    style = ("$error" if "out of memory" in answer.verdict else "$warning" if "tight" in answer.verdict
+             else "$success")
+    profiles = " · ".join(f"{p.name}: micro-batch {p.micro_batch}, "
+                          f"{'no checkpointing' if p.checkpointing == 'false' else 'checkpointing'} "
+                          f"{p.total_gib:.1f} GiB" for p in answer.profiles)
+    return Content.assemble(("memory: ", "$text-muted"), (answer.verdict, style),
+                            (f" ({answer.gpu})" + (f"  │  {profiles}" if profiles else ""), "$text-muted"))

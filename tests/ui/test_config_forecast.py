@@ -1,0 +1,57 @@
+"""The memory forecast in the Config pane: asked of the engine when it is ready and again after edits
+(once the typing stops), shown as one line against the card's free memory, coloured by the verdict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.widgets import Static
+
+from tests.ui import scenarios
+from tests.ui.conftest import wait_for
+from tests.ui.scripted import scripted_app_factory
+from workbench import requests as rq
+from workbench.config import RunConfig
+from workbench.ui.app import WorkbenchApp
+from workbench.ui.panes.config_pane import ConfigPane, forecast_text
+
+
+def line(app: WorkbenchApp) -> str:
+    return str(app.query_one("#config-forecast", Static).render())
+
+
+def on_a_card(free_gib: float) -> Any:
+    def handler(args: rq.MemoryForecast, rid: str, emit: Any) -> rq.Answer:
+        return scenarios.forecast_answer(args.config, free_gib=free_gib, gpu="GPU 0 NVIDIA L4")
+
+    return handler
+
+
+async def test_the_forecast_follows_the_micro_batch(tmp_path: Any) -> None:
+    config_path = tmp_path / "run.toml"
+    factory, engines = scripted_app_factory({rq.MemoryForecast: on_a_card(9.0)})
+    app = WorkbenchApp(config_path=str(config_path), engine_factory=factory)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: "free" in line(app), 20, "the first forecast")
+        first = line(app)
+        assert "of 9.0 GiB free (GPU 0 NVIDIA L4)" in first and "fits: micro-batch 2" in first
+        pane = app.query_one(ConfigPane)
+        asked = len(engines[0].requests(rq.MemoryForecast))
+        config = pane.config.model_copy(deep=True)
+        config.training.per_device_train_batch_size = 64
+        app.config = config  # as after an edit: the config comes down
+        await wait_for(pilot, lambda: "out of memory expected" in line(app), 20, "the forecast after the edit")
+        assert len(engines[0].requests(rq.MemoryForecast)) == asked + 1  # one request once the edits stop
+        assert pane.forecast is not None and pane.forecast.total_gib > 9.0
+
+
+def test_the_line_says_what_the_verdict_says() -> None:
+    config = RunConfig()
+    roomy = forecast_text(scenarios.forecast_answer(config, free_gib=139.0, gpu="GPU 0 NVIDIA H200"))
+    assert roomy.plain.startswith("memory: forecast peak ")
+    assert "of 139.0 GiB free (GPU 0 NVIDIA H200)" in roomy.plain
+    assert "fast: micro-batch" in roomy.plain and "no checkpointing" in roomy.plain
+    tight = scenarios.forecast_answer(config, free_gib=7.3)
+    assert "tight" in tight.verdict
+    cpu = forecast_text(scenarios.forecast_answer(config)).plain
+    assert cpu.endswith("on a CUDA card (no NVIDIA GPU here)") and "│" not in cpu
