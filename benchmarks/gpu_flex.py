@@ -90,15 +90,15 @@ def parse_variant(name: str) -> dict[str, Any]:
             "checkpointing": "false" if "nogc" in parts else "true" if "gctrue" in parts else "unsloth"}
 
 
-def forecast_for(config: Any, model_dir: Path) -> float:
-    """workbench.memory_forecast for this run, before it loads anything but the tokenizer."""
+def forecast_for(config: Any) -> float:
+    """The forecast the Config pane shows for this run (`engine/forecast.py`), before the run loads."""
+    from workbench import data as wbdata
+    from workbench.engine import forecast
     from workbench.engine.model import load_tokenizer
-    from workbench.engine.train import prepare_data
-    from workbench.memory_forecast import Shape, forecast, setting_for
 
-    prepared = prepare_data(config, load_tokenizer(config))
-    shape = Shape.of(json.loads((model_dir / "config.json").read_text()))
-    return forecast(shape, setting_for(config, [len(s.input_ids) for s in prepared.train])).total_gib
+    dataset = wbdata.load_rows(config.data.source, config.data.split)
+    longest = forecast.longest_sample(config, load_tokenizer(config), dataset)
+    return forecast.answer(config, forecast.model_shape(config), longest, None, "").total_gib
 
 
 def train_variant(cache: Path, shape: str, name: str, measure: int) -> None:
@@ -117,7 +117,7 @@ def train_variant(cache: Path, shape: str, name: str, measure: int) -> None:
     events: list[Any] = []
     free_cuda()
     try:
-        forecast: Any = round(forecast_for(config, cache / f"gemma2-{shape}-4bit"), 2)
+        forecast: Any = round(forecast_for(config), 2)
     except Exception as exc:
         forecast = f"{type(exc).__name__}: {exc}"
     t0 = time.time()

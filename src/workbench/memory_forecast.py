@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from workbench.engine.flex_attention import bucket  # no torch at import: the rule the kernel pads by
 from workbench.mfu import matmul_params
 
 GIB = 1024**3
@@ -123,12 +124,7 @@ class Forecast:
 def computed_length(setting: Setting) -> int:
     """The row length the attention computes: packed rows fill max_seq_length; flex pads to a bucket."""
     length = setting.max_seq_length if setting.packing else min(setting.longest, setting.max_seq_length)
-    if setting.attention == "flex":
-        padded = 256
-        while padded < length:
-            padded *= 2
-        return padded
-    return length
+    return bucket(length) if setting.attention == "flex" else length
 
 
 def forecast(shape: Shape, setting: Setting) -> Forecast:

@@ -74,19 +74,18 @@ def forecast_answer(config: RunConfig, free_gib: float | None = None, gpu: str =
     from workbench.engine.tiny import RECIPE, TINY_MODEL_NAME
     from workbench.memory_forecast import Shape
 
-    d = config.data
-    longest = _longest(d.source, d.split, d.input_column, d.output_column, d.template, d.instruction,
-                       config.model.max_seq_length, d.train_on_responses_only)
+    longest = _longest(config.model_dump_json(include={"data": True, "model": {"max_seq_length"}}))
     shape = asdict(RECIPE) if config.model.name == TINY_MODEL_NAME else GEMMA2_9B
     return answer(config, Shape.of(shape), longest, free_gib, gpu)
 
 
 @lru_cache(maxsize=8)
-def _longest(source: str, split: str, input_column: str, output_column: str, template: str, instruction: str,
-             max_seq_length: int, responses_only: bool) -> int:
-    stats = wbdata.compute_stats(wbdata.load_rows(source, split), tokenizer(), input_column, output_column,
-                                 template, instruction, max_seq_length, responses_only)
-    return min(int(stats.token_lengths["max"]), max_seq_length)
+def _longest(data_and_length: str) -> int:
+    """The engine's longest_sample, once per data section and length (the JSON of both is the key)."""
+    from workbench.engine.forecast import longest_sample
+
+    config = RunConfig.model_validate_json(data_and_length)
+    return longest_sample(config, tokenizer(), wbdata.load_rows(config.data.source, config.data.split))
 
 
 def training_events(run_dir: str, steps: int = 60) -> list[Any]:

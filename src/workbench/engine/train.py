@@ -106,24 +106,18 @@ def prepare_data(config: RunConfig, tokenizer: Any) -> PreparedData:
     return PreparedData(train, evals, dataset.fingerprint, invalid, dropped, mean_tokens)
 
 
-def _to_hf_dataset(samples: list[wbdata.TokenizedSample]) -> Any:
+def _to_hf_dataset(rows: list[wbdata.TokenizedSample] | list[packing.PackedRow]) -> Any:
+    """Token ids and loss masks for TRL; packed rows add `seq_lengths`, from which its collator restarts
+    the positions at every sample."""
     from datasets import Dataset
 
-    return Dataset.from_dict({
-        "input_ids": [s.input_ids for s in samples],
-        "completion_mask": [[int(t) for t in s.trained] for s in samples],
-    })
-
-
-def _packed_dataset(rows: list[packing.PackedRow]) -> Any:
-    """Packed rows for TRL: `seq_lengths` makes its collator restart the positions at every sample."""
-    from datasets import Dataset
-
-    return Dataset.from_dict({
+    columns: dict[str, list[Any]] = {
         "input_ids": [r.input_ids for r in rows],
         "completion_mask": [[int(t) for t in r.trained] for r in rows],
-        "seq_lengths": [r.seq_lengths for r in rows],
-    })
+    }
+    if rows and isinstance(rows[0], packing.PackedRow):
+        columns["seq_lengths"] = [r.seq_lengths for r in rows if isinstance(r, packing.PackedRow)]
+    return Dataset.from_dict(columns)
 
 
 # -- checks -----------------------------------------------------------------------------------------
@@ -357,7 +351,7 @@ def training_rows(session: Session, prepared: PreparedData, attention: Attention
     rows = packing.pack(prepared.train, config.model.max_seq_length, config.training.seed)
     summary = packing.summarize(rows, config.model.max_seq_length)
     session.say(summary.describe())
-    return _packed_dataset(rows), summary
+    return _to_hf_dataset(rows), summary
 
 
 def generation_eval_rows(session: Session, loaded: Loaded) -> HeldOutPrompts | None:
@@ -401,7 +395,7 @@ def build_trainer(session: Session, loaded: Loaded, plan: Plan) -> Any:
     return trainer
 
 
-def announce_start(session: Session, loaded: Loaded, plan: Plan, trainer: Any, first_attempt: bool) -> None:
+def announce_start(session: Session, plan: Plan, trainer: Any) -> None:
     config = session.config
     rows = plan.packed.rows if plan.packed is not None else len(plan.data.train)
     total = trainer.state.max_steps or _planned_steps(config, rows, session.batch, session.accum)
@@ -430,7 +424,7 @@ def train_with_oom_retry(session: Session, loaded: Loaded, plan: Plan) -> Any:
     attempts = 0
     while True:
         trainer = build_trainer(session, loaded, plan)
-        announce_start(session, loaded, plan, trainer, first_attempt=attempts == 0)
+        announce_start(session, plan, trainer)
         try:
             trainer.train(resume_from_checkpoint=str(plan.checkpoint) if plan.checkpoint else None)
             return trainer
