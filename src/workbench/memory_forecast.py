@@ -26,8 +26,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from workbench.engine.flex_attention import bucket  # no torch at import: the rule the kernel pads by
 from workbench.mfu import matmul_params
+from workbench.packing import bucket
 
 GIB = 1024**3
 NF4_BYTES = 4.125 / 8

@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from workbench.engine import flex_attention as fa  # noqa: E402
+from workbench.packing import bucket  # noqa: E402
 
 HEADS, KV_HEADS, DIM = 4, 2, 16
 SCALE, CAP = 16 ** -0.5, 5.0  # a small cap so that the soft-capping bites on these scores
@@ -200,4 +201,4 @@ def test_the_unsloth_patch_dispatches_only_what_it_can_serve():
 
 
 def test_cuda_lengths_are_padded_to_a_few_buckets():
-    assert [fa.bucket(n) for n in (1, 256, 257, 700, 1400, 2048, 2049)] == [256, 256, 512, 1024, 2048, 2048, 4096]
+    assert [bucket(n) for n in (1, 256, 257, 700, 1400, 2048, 2049)] == [256, 256, 512, 1024, 2048, 2048, 4096]

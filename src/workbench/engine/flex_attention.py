@@ -31,14 +31,10 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from workbench.packing import bucket
+
 ATTENTION_NAME = "workbench_flex"
 """The name this attention is registered under in transformers' AttentionInterface (the CPU path)."""
-SMALLEST_BUCKET = 256
-"""On CUDA, sequences are padded up to a power of two from this (256, 512, 1024, 2048, …): the compiled
-kernel has static shapes, and each new length compiles again (5-8 s for Gemma-2-9B's shape on an H200).
-Measured there: padding to multiples of 256 gave so many lengths that a run at micro-batch 8 spent more
-time compiling than training (2,957 tokens/s against unsloth's 3,600). Blocks of the padding are skipped
-by the block mask; only the copy costs."""
 RECOMPILE_LIMIT = 64
 """Compiled variants dynamo keeps before falling back to the (very slow) uncompiled flex: lengths x batch
 sizes x sliding / global masks, with room to spare (its default is 8)."""
@@ -148,14 +144,6 @@ def softcap_score_mod(cap: float) -> Any:
         return cap * torch.tanh(score / cap)
 
     return score_mod
-
-
-def bucket(length: int) -> int:
-    """The padded length a sequence is computed at on CUDA: the next power of two from SMALLEST_BUCKET."""
-    padded = SMALLEST_BUCKET
-    while padded < length:
-        padded *= 2
-    return padded
 
 
 @functools.lru_cache(maxsize=1)
