@@ -130,8 +130,11 @@ def probe_line(e: Probe) -> str:
 
 def start_line(e: TrainStart) -> str:
     resumed = f" Resumed at step {e.start_step} of {e.total_steps}." if e.start_step else ""
-    return (f"Training {e.train_rows} rows (eval {e.eval_rows}), effective batch {e.effective_batch}, "
-            f"{e.trainable_params:,} trainable of {e.total_params:,} parameters.{resumed}")
+    rows = (f"{e.train_rows} samples packed into {e.packed_rows} rows" if e.packed_rows is not None
+            else f"{e.train_rows} rows")
+    attention = f" Attention: {e.attention}." if e.attention else ""
+    return (f"Training {rows} (eval {e.eval_rows}), effective batch {e.effective_batch}, "
+            f"{e.trainable_params:,} trainable of {e.total_params:,} parameters.{attention}{resumed}")
 
 
 def done_line(e: Done) -> str:

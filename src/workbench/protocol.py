@@ -102,7 +102,8 @@ class TrainStart(_Event):
     data_fingerprint: str = ""
     """sha256 of the data file (or of the hub rows) the run trains on."""
     attention: str = ""
-    """Which training attention runs and why (`engine/flex_attention.AttentionChoice.describe`)."""
+    """Which training attention runs (`engine/flex_attention.AttentionPath`: flex, sample-masked eager, unsloth,
+    eager, flash, default); the run's log says why."""
     packed_rows: int | None = None
     """Rows the samples were packed into (data.packing), or None when each sample is its own row."""
 
