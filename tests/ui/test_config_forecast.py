@@ -45,6 +45,37 @@ async def test_the_forecast_follows_the_micro_batch(tmp_path: Any) -> None:
         assert pane.forecast is not None and pane.forecast.total_gib > 9.0
 
 
+async def test_a_profile_is_applied_as_an_edit(tmp_path: Any) -> None:
+    factory, _engines = scripted_app_factory({rq.MemoryForecast: on_a_card(79.0)})
+    app = WorkbenchApp(config_path=str(tmp_path / "run.toml"), engine_factory=factory)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: "fast:" in line(app), 20, "the forecast with profiles")
+        pane = app.query_one(ConfigPane)
+        fast = next(p for p in pane.forecast.profiles if p.name == "fast")
+        app.query_one("#config-form").focus()
+        await pilot.press("F")
+        await wait_for(pilot, lambda: app.config.training.per_device_train_batch_size == fast.micro_batch, 10,
+                       "the fast profile applied")
+        assert app.config.lora.gradient_checkpointing == fast.checkpointing == "false"
+        assert app.dirty  # an edit like any other: saved or undone by the user
+        await pilot.press("f")
+        await wait_for(pilot, lambda: app.config.lora.gradient_checkpointing == "unsloth", 10, "fits applied")
+        assert app.config.model.load_in_4bit
+
+
+async def test_without_a_gpu_there_is_no_profile_to_apply(tmp_path: Any) -> None:
+    factory, _engines = scripted_app_factory()
+    app = WorkbenchApp(config_path=str(tmp_path / "run.toml"), engine_factory=factory)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: "CUDA card" in line(app), 20, "the forecast")
+        app.query_one("#config-form").focus()
+        before = app.config
+        await pilot.press("F")
+        await pilot.pause()
+        assert "No fast profile yet" in str(app.query_one("#config-message", Static).render())
+        assert app.config == before
+
+
 def test_the_line_says_what_the_verdict_says() -> None:
     config = RunConfig()
     roomy = forecast_text(scenarios.forecast_answer(config, free_gib=139.0, gpu="GPU 0 NVIDIA H200"))

@@ -220,6 +220,9 @@ class ConfigPane(Vertical):
         ("ctrl+s", "save", "Save config"),
         Binding("slash", "find", "Find field", key_display="/"),
         ("d", "changes", "Changes"),
+        # Not in the key bar (it is full at 80 columns): the help (F1) and the palette (ctrl+p) list them.
+        Binding("f", "profile('fits')", "Fits profile", show=False),
+        Binding("F", "profile('fast')", "Fast profile", show=False),
         # Only where there is a filter to clear (check_action): elsewhere esc is the App's "Leave field".
         Binding("escape", "clear_filter", "All fields"),
     ]
@@ -290,7 +293,7 @@ class ConfigPane(Vertical):
             return focused is not None and (focused.id == "config-filter"
                                             or (focused.id == "config-form" and bool(self._filter)))
         # In a text box / and d are typed, not keys: the key bar must not offer them there.
-        return not (action in ("find", "changes") and isinstance(focused, Input))
+        return not (action in ("find", "changes", "profile") and isinstance(focused, Input))
 
     def on_deferred_built(self, message: Deferred.Built) -> None:
         # Not stopped: the App counts the built sections too.
@@ -334,6 +337,23 @@ class ConfigPane(Vertical):
         line = self.query_one("#config-forecast", Static)
         line.update(forecast_text(answer))
         line.tooltip = f"{answer.breakdown}; longest sample {answer.longest:,} tokens"
+
+    def action_profile(self, name: str) -> None:
+        """Apply a profile of the last forecast: its micro-batch and checkpointing (and 4-bit for "fits"), as
+        an edit the user can change back field by field."""
+        profile = next((p for p in self.forecast.profiles if p.name == name), None) if self.forecast else None
+        if profile is None:
+            self._message(f"No {name} profile yet: it needs the forecast against an NVIDIA GPU's free memory.",
+                          error=True)
+            return
+        new = set_field(self.config, "training", "per_device_train_batch_size", profile.micro_batch)
+        new = set_field(new, "lora", "gradient_checkpointing", profile.checkpointing)
+        if name == "fits":
+            new = set_field(new, "model", "load_in_4bit", True)
+        self._message(f"The {name} profile: {profile.why} (forecast {profile.total_gib:.1f} GiB). Each field can "
+                      "still be changed.")
+        if new != self.config:
+            self.post_message(ConfigEdited(new, data_affecting=False))
 
     def _on_forecast_error(self, seq: int, error: Error) -> None:
         if seq == self._forecast_seq:
