@@ -66,6 +66,7 @@ async def main() -> None:
     from workbench.config import load_config, save_config
     from workbench.ui.app import WorkbenchApp
     from workbench.ui.panes.chat_pane import ChatPane
+    from workbench.ui.panes.config_pane import ConfigPane
     from workbench.ui.panes.data_pane import DataPane
     from workbench.ui.panes.eval_pane import EvalPane
     from workbench.ui.panes.train_pane import TrainPane
@@ -93,6 +94,8 @@ async def main() -> None:
     async with app.run_test(size=(160, 45)) as pilot:
         await app.panes_mounted()
         await wait_for(pilot, lambda: app.engine_ready, 300, "engine")
+        await wait_for(pilot, lambda: app.query_one(ConfigPane).forecast is not None, 120, "the memory forecast")
+        await pilot.pause(0.3)
         shot("1-config")
         await pilot.press("2")
         await wait_for(pilot, lambda: app.query_one(DataPane).stats is not None, 120, "statistics")

@@ -48,3 +48,8 @@ def test_the_sample_mask_served_the_forward(probe: dict) -> None:
 
 def test_the_installed_unsloth_has_the_function_the_cuda_path_replaces(probe: dict) -> None:
     assert probe["unsloth_patch"] is None
+
+
+def test_default_attention_turns_the_sample_mask_off_on_the_same_model(probe: dict) -> None:
+    assert probe["default"] == {"path": "eager", "packing_ok": False, "flex_calls_after": 0,
+                                "attn_implementation": "eager"}

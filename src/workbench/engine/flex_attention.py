@@ -51,7 +51,8 @@ AttentionPath = Literal["flex", "sample-masked eager", "unsloth", "eager", "flas
 
 @dataclass(frozen=True)
 class AttentionChoice:
-    """Which attention the training runs, and why: the Train pane and the log show `describe()`."""
+    """Which attention the training runs, and why: the run's log shows `describe()`, the Train pane's start
+    line the path."""
 
     path: AttentionPath
     reason: str
@@ -345,16 +346,12 @@ def install(model: Any, enabled: bool, cuda: bool) -> AttentionChoice:
         return AttentionChoice("default", f"FlexAttention is wired for Gemma-2; {model_type or 'this model'} "
                                "keeps its own attention", packing_ok=False)
     state = state_of(model)
-    if not enabled:
+    why_not = _flex_unavailable(model, cuda) if enabled else "model.attention = default"
+    if why_not is not None:
         if state is not None:
-            state.enabled = False
+            state.enabled = False  # the same loaded model, flex for an earlier run
         if not cuda:
             model.set_attn_implementation("eager")  # the reference: transformers' SDPA path drops the soft-cap
-        return AttentionChoice(default, "model.attention = default")
-    why_not = _flex_unavailable(model, cuda)
-    if why_not is not None:
-        if not cuda:
-            model.set_attn_implementation("eager")
         return AttentionChoice("flash" if "flash-attn" in why_not else default, why_not)
     if not cuda:
         register_transformers()

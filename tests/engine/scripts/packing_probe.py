@@ -79,6 +79,12 @@ def main(config_path: str, runs: str) -> None:
         if packed:
             results["positions_row0"] = batch["position_ids"][0].tolist()
             results["seq_lengths_row0"] = rows[0]["seq_lengths"]
+    state = fa.state_of(loaded.model)
+    calls = state.calls
+    choice = fa.install(loaded.model, False, False)  # a later run of the same model with model.attention = default
+    per_sample_losses(loaded.model, batch)
+    results["default"] = {"path": choice.path, "packing_ok": choice.packing_ok, "flex_calls_after": state.calls - calls,
+                          "attn_implementation": loaded.model.config._attn_implementation}
     import unsloth.models.gemma2 as unsloth_gemma2
 
     original = unsloth_gemma2.slow_attention_softcapping

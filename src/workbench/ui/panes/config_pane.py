@@ -93,7 +93,9 @@ class FieldRow(Vertical):
 
     def __init__(self, section: str, name: str, annotation: Any, help_text: str, value: Any) -> None:
         super().__init__(id=f"row-{section}-{name}")
-        self.section, self.name_, self.annotation, self.help_text = section, name, annotation, help_text
+        # A docstring's line breaks are the source's, not the form's: the help is one line until focused.
+        self.section, self.name_, self.annotation = section, name, annotation
+        self.help_text = " ".join(help_text.split())
         self.field = f"{section}.{name}"
         self.haystack = f"{self.field} {help_text}".lower()
         """What the filter searches: the field's name with its section, and its help."""
