@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from workbench.config import save_config
-from workbench.protocol import Done, Log, Status
+from workbench.protocol import Done, Log, Status, TrainStart
 from workbench.runs import RunDir
 
 pytestmark = pytest.mark.engine
@@ -120,11 +120,16 @@ def test_invalid_rows_need_consent(demo_config, tmp_path):
     assert "Skipping 2 invalid rows" in accepted.stdout
 
 
-def test_packing_that_unsloth_refuses_is_reported(small, demo_config, tmp_path):
+def test_packing_the_attention_cannot_keep_apart_is_reported(small, demo_config, tmp_path):
+    """Packing needs the sample mask (model.attention = flex): without it the run trains padded and says so.
+    (Packing with it is tested in test_packing.py.)"""
     demo_config.data.packing = True
+    demo_config.model.attention = "default"
     config = small(max_steps=2, save_steps=100)
     run = tmp_path / "run"
     result = train_cli(config, run)
     assert result.returncode == 0, result.stderr[-2000:]
     said = [e.message for e in RunDir(run).events() if isinstance(e, Status)]
-    assert any("Packing is off" in m and "gemma2" in m for m in said), said
+    assert any("Packing is off" in m and "keeps packed samples apart" in m for m in said), said
+    start = next(e for e in RunDir(run).events() if isinstance(e, TrainStart))
+    assert start.packed_rows is None and start.attention == "eager"
