@@ -1,0 +1,58 @@
+"""The fast chat decoder (merged bf16 copy, static cache, grouped attention) computes what the model it was
+merged from computes: logits after a prompt and after each decoded token, greedy tokens, the sliding
+window and both soft-caps, with and without the adapter. Run in a process of its own
+(scripts/fast_decode_probe.py), since unsloth patches transformers for the whole process.
+
+The compiled CUDA-graph step is the same `layer_forward` compiled; it is checked against this eager path
+on the GPU machine (`benchmarks/gpu_chat.py`, BENCHMARKS.md)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.engine
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def probe() -> dict:
+    proc = subprocess.run([sys.executable, str(ROOT / "tests/engine/scripts/fast_decode_probe.py")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_merged_logits_equal_the_adapter_model(probe):
+    gap = probe["tiny"]["gap"]
+    assert probe["tiny"]["supports"] is None
+    assert gap["max_abs"] < 1e-4 * max(1.0, gap["scale"]), gap
+
+
+def test_greedy_answer_is_the_generate_answer(probe):
+    tiny = probe["tiny"]
+    assert len(tiny["fast_tokens"]) > 5
+    assert tiny["fast_tokens"] == tiny["reference_tokens"]
+    assert tiny["fast_text"] == tiny["reference_text"]
+    assert tiny["streamed"].startswith(tiny["fast_text"])  # streamed pieces add up to the text
+
+
+def test_a_cancel_stops_before_the_first_token(probe):
+    assert probe["tiny"]["cancelled_tokens"] == 0 and probe["tiny"]["cancelled_flag"] is True
+
+
+def test_memory_estimate_is_the_copy_it_makes(probe):
+    tiny = probe["tiny"]
+    assert tiny["bytes_estimate"] == tiny["bytes_actual"]
+
+
+def test_sliding_window_and_soft_caps_as_transformers_applies_them(probe):
+    window = probe["window"]
+    assert window["windows"][0] == 8 and window["windows"][1] > 1000
+    assert window["gap"]["max_abs"] < 1e-4, window["gap"]
+    assert window["base_gap"]["max_abs"] < 1e-4, window["base_gap"]  # the adapter off: the base weights alone
