@@ -91,6 +91,8 @@ class ModelSection(_Section):
     attention: Literal["flex", "default"] = "flex"
     """Gemma-2 training attention: flex (FlexAttention with soft-capping; skips padding, keeps packed samples
     apart) or default (unsloth's own path; transformers' eager attention on the CPU). Other models keep theirs."""
+    chat_path: Literal["auto", "merged", "4bit", "standard"] = "auto"
+    """Chat decoding (Gemma-2): merged (a bf16 copy with the adapter merged, compiled), 4bit (the loaded weights, no copy), auto (merged where memory allows, else 4bit) or standard (generate); built in the background while standard answers."""
 
     @field_validator("name")
     @classmethod
@@ -528,6 +530,7 @@ RESUMABLE_FIELDS = frozenset({
     "training.max_steps", "training.num_train_epochs", "training.logging_steps", "training.eval_steps",
     "training.save_steps", "training.save_total_limit", "training.auto_retry_oom",
     "model.attention",  # the same attention computed another way: the weights and optimiser state carry over
+    "model.chat_path",  # how Chat decodes; training never reads it
     *(f"eval.{name}" for name in EvalSection.model_fields),  # judging summaries does not touch the weights
 })
 IGNORED_ON_RESUME = frozenset({"output.runs_dir", "output.run_name"})

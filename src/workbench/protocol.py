@@ -22,7 +22,7 @@ PROTOCOL_VERSION = 2
 
 Command = Literal[
     "ping", "load", "unload", "preview", "dataset_stats", "train", "stop", "generate", "cancel", "save", "status",
-    "shutdown", "evaluate", "pause", "continue", "quick_eval", "memory_forecast",
+    "shutdown", "evaluate", "pause", "continue", "quick_eval", "memory_forecast", "prepare_chat",
 ]
 EngineState = Literal[
     "starting", "loading", "ready", "training", "paused", "generating", "saving", "stopping", "error"
@@ -229,6 +229,15 @@ class Token(_Event):
     stream: Literal["tuned", "base"] = "tuned"
 
 
+class ChatPath(_Event):
+    """Where the fast chat decoder stands (engine.fast_chat): building, ready, or why the standard path
+    answers. Sent when it changes; the Chat pane shows `line`."""
+
+    event: Literal["chat_path"] = "chat_path"
+    state: Literal["off", "building", "ready", "unavailable"]
+    line: str
+
+
 class EvalProgress(_Event):
     """Rows of a `workbench eval` (the Eval pane's) finished so far."""
 
@@ -246,7 +255,7 @@ class StatsProgress(_Event):
 
 Event = Annotated[
     Hello | State | Status | Result | Error | TrainStart | Log | Eval | GenerationEval | BestCheckpoint | Memory
-    | Checkpoint | Done | Token | StatsProgress | EvalProgress | Paused | Resumed | Probe,
+    | Checkpoint | Done | Token | StatsProgress | EvalProgress | Paused | Resumed | Probe | ChatPath,
     Field(discriminator="event"),
 ]
 @functools.cache

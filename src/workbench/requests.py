@@ -272,11 +272,30 @@ class GenerationStats(BaseModel):
     time_to_first_token_s: float | None = None
     decode_tokens_per_s: float | None = None
     stopped: bool = False
+    path: str = ""
+    """The decoder that answered: "bf16 merged, compiled", "4-bit, CUDA graphs", "standard"."""
 
 
 class Generated(Answer):
     results: dict[Stream, GenerationStats]
     has_adapter: bool
+    fast_chat: str = ""
+    """Where the fast chat path stands (building, ready, or why the standard path answers)."""
+
+
+class ChatPrepared(Answer):
+    fast_chat: str
+    """As `Generated.fast_chat`: the fast path's state after the model is loaded and its build started."""
+    has_adapter: bool
+
+
+class PrepareChat(Args, Expects[ChatPrepared]):
+    """Load the model Chat will use and start building its fast decoder, before the first question (the
+    Chat pane asks when it opens or its run changes)."""
+
+    cmd = "prepare_chat"
+    config: RunConfig
+    run_dir: str | None = None
 
 
 class Generate(Args, Expects[Generated]):
@@ -364,7 +383,7 @@ class Evaluate(Args, Expects[EvalFinished]):
 COMMANDS: dict[str, type[Args]] = {
     cls.cmd: cls
     for cls in (Ping, GetStatus, Shutdown, Cancel, Load, Unload, Preview, Statistics, Train, Stop, Generate,
-                Save, Evaluate, Pause, Continue, QuickEval, MemoryForecast)
+                Save, Evaluate, Pause, Continue, QuickEval, MemoryForecast, PrepareChat)
 }
 
 

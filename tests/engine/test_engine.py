@@ -13,6 +13,7 @@ from workbench import requests as rq
 from workbench.client import EngineClient, EngineError
 from workbench.config import RunConfig
 from workbench.protocol import (
+    ChatPath,
     Checkpoint,
     Done,
     Error,
@@ -314,3 +315,47 @@ def test_an_export_whose_tokenizer_differs_from_the_runs_is_refused(engine, trai
         assert not (tmp_path / "x").exists()
     finally:
         fingerprint.save(recorded, trained.path)
+
+
+def _chat_paths(engine: EngineClient) -> list[ChatPath]:
+    return [e for e in list(engine.events) if isinstance(e, ChatPath)]  # type: ignore[attr-defined]
+
+
+def test_chat_prepares_the_fast_path_and_answers_from_it(engine, trained, demo_config):
+    """Issue 12, part 4: opening Chat loads the run's model and builds the fast decoder beside it (on the CPU
+    a merged copy, not compiled); the tuned answer comes from it, the base answer from the standard path;
+    `model.chat_path = standard` turns it off; a training run drops it (its weights would go stale)."""
+    prepared = engine.call(rq.PrepareChat(config=demo_config, run_dir=str(trained.path)), timeout=120)
+    assert prepared.has_adapter and prepared.fast_chat.startswith("fast chat"), prepared
+    deadline = time.monotonic() + 60
+    while not any(e.state == "ready" for e in _chat_paths(engine)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert any(e.state == "ready" and "merged copy" in e.line for e in _chat_paths(engine)), _chat_paths(engine)
+
+    answer, events = engine.call_events(rq.Generate(
+        config=demo_config, run_dir=str(trained.path), conversation="राम: नमस्ते\nश्याम: कैसे हो?", max_new_tokens=12,
+        temperature=0.0, compare=True), timeout=120)
+    generated = rq.Generated.model_validate(answer.data)
+    assert generated.results["tuned"].path == "merged copy"
+    assert generated.results["base"].path == "standard"
+    assert generated.fast_chat.startswith("fast chat ready"), generated.fast_chat
+    tokens = [e for e in events if isinstance(e, Token)]
+    for stream in ("tuned", "base"):
+        assert "".join(t.text for t in tokens if t.stream == stream) == generated.results[stream].text
+    assert generated.results["tuned"].new_tokens > 0
+
+    demo_config.model.chat_path = "standard"
+    standard = engine.call(rq.Generate(config=demo_config, run_dir=str(trained.path), conversation="राम: नमस्ते",
+                                       max_new_tokens=6, temperature=0.0), timeout=120)
+    assert standard.results["tuned"].path == "standard"
+    assert "model.chat_path = standard" in standard.fast_chat
+
+    demo_config.model.chat_path = "auto"
+    engine.call(rq.PrepareChat(config=demo_config, run_dir=str(trained.path)), timeout=120)
+    engine.events.clear()  # type: ignore[attr-defined]
+    demo_config.training.max_steps = 1
+    demo_config.data.max_rows = 4
+    demo_config.data.eval_fraction = 0.0
+    done, _run = train(engine, demo_config)
+    assert done.status == "completed", done.message
+    assert any(e.state == "off" for e in _chat_paths(engine)), "training drops the fast decoder"

@@ -43,8 +43,17 @@ def _generate(args: rq.Generate, rid: str, emit: Emit) -> rq.Answer:
     results = {}
     for stream in ("tuned", "base") if args.compare else ("tuned",):
         emit(Token(text="सारांश।", stream=stream))
-        results[stream] = rq.GenerationStats(text="सारांश।", new_tokens=3, prompt_tokens=40)
-    return rq.Generated(results=results, has_adapter=args.run_dir is not None)
+        results[stream] = rq.GenerationStats(text="सारांश।", new_tokens=3, prompt_tokens=40,
+                                             path="merged copy" if stream == "tuned" else "standard")
+    return rq.Generated(results=results, has_adapter=args.run_dir is not None, fast_chat=FAST_CHAT_READY)
+
+
+FAST_CHAT_READY = "fast chat ready: merged copy (built in 0.1 s)"
+"""What the engine says on a CPU once the tiny model's merged copy is built."""
+
+
+def _prepare_chat(args: rq.PrepareChat, rid: str, emit: Emit) -> rq.Answer:
+    return rq.ChatPrepared(fast_chat=FAST_CHAT_READY, has_adapter=args.run_dir is not None)
 
 
 def _evaluate(args: rq.Evaluate, rid: str, emit: Emit) -> rq.Answer | Error:
@@ -84,6 +93,7 @@ DEFAULT_SCRIPT: dict[type[rq.Args], Handler] = {
     rq.Statistics: _stats,
     rq.Train: _train,
     rq.Generate: _generate,
+    rq.PrepareChat: _prepare_chat,
     rq.Stop: _stop,
     rq.Evaluate: _evaluate,
     rq.MemoryForecast: _forecast,

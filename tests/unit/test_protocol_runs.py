@@ -46,6 +46,7 @@ SAMPLE_EVENTS: list[BaseModel] = [
     p.Paused(t=T, run="run-a", step=12),
     p.Resumed(t=T, run="run-a", step=12, paused_s=4.5),
     p.Probe(t=T, run="run-a", step=12, prompt="राम: नमस्ते", output="राम ने नमस्ते कहा।"),
+    p.ChatPath(state="ready", line="fast chat ready: bf16 merged, compiled (built in 1.4 s)"),
     p.EvalProgress(t=T, id="r9", done=8, total=24, folder="/runs/run-a/evals/final-adapter-24rows-vs-base"),
     p.Log(t=T, run="run-a", step=5, total_steps=60, loss=1.2345678901234567, learning_rate=2e-4, grad_norm=0.5,
           epoch=0.25, tokens=4096, tokens_per_s=1234.5, mfu=0.42, elapsed_s=12.5, eta_s=100.0),

@@ -189,6 +189,8 @@ def merged_weights(model: Any, shape: Shape, dtype: Any, merge: bool = True) -> 
         norms = torch.stack([(1.0 + n.weight.detach().float()) for n in (
             layer.input_layernorm, layer.post_attention_layernorm, layer.pre_feedforward_layernorm,
             layer.post_feedforward_layernorm)])
+        qkv: list[Any]
+        gate_up: list[Any]
         if merge:
             qkv = [torch.cat([dense_weight(m, dtype) for m in (attn.q_proj, attn.k_proj, attn.v_proj)])]
             gate_up = [torch.cat([dense_weight(mlp.gate_proj, dtype), dense_weight(mlp.up_proj, dtype)])]
@@ -204,6 +206,10 @@ def merged_weights(model: Any, shape: Shape, dtype: Any, merge: bool = True) -> 
     embed = inner.embed_tokens.weight.detach().to(dtype).contiguous()
     final_norm = (1.0 + inner.norm.weight.detach().float()).to(device)
     return embed, final_norm, layers
+
+
+def embedding_device(model: Any) -> Any:
+    return _text_model(model).embed_tokens.weight.device
 
 
 def _text_model(model: Any) -> Any:
@@ -396,7 +402,7 @@ class FastDecoder:
 
     # -- compiling ------------------------------------------------------------------------------------
     def compile(self, say: Callable[[str], None] | None = None, buckets: tuple[int, ...] | None = None,
-                use_compile: bool | None = None) -> tuple[int, ...]:
+                use_compile: bool | None = None, keep_going: Callable[[], bool] | None = None) -> tuple[int, ...]:
         """CUDA: compile the layer for decode (a merged copy) and capture one graph per key-length bucket
         (from the smallest up to the capacity). Meant for a background thread: `thread_local` capture lets
         other threads use the GPU meanwhile; nothing else may use this decoder until it returns."""
@@ -412,8 +418,10 @@ class FastDecoder:
         else:
             self._layer_step = layer_forward
         todo = buckets or self.all_buckets()
-        stream = torch.cuda.Stream(device=self.device)
+        stream = torch.cuda.Stream(device=self.device)  # type: ignore[no-untyped-call]
         for keys in todo:
+            if keep_going is not None and not keep_going():
+                return tuple(self._graphs)  # abandoned: the engine no longer wants this decoder
             if say:
                 say(f"fast chat: compiling the decode step for {keys} keys")
             with torch.inference_mode():
@@ -469,7 +477,7 @@ class TextDelta:
 
     def add(self, token: int) -> str:
         self.ids.append(token)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        text: str = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         if text.endswith("\ufffd"):
             return ""
         piece, self.sent = text[self.sent:], len(text)

@@ -29,10 +29,13 @@ class GenerationResult:
     def new_tokens(self) -> int:
         return len(self.token_ids)
 
+    path: str = "standard"
+    """Which decoder answered (the fast decoder's path, or the standard `generate`)."""
+
     def stats(self) -> GenerationStats:
         return GenerationStats(text=self.text, new_tokens=self.new_tokens, prompt_tokens=self.prompt_tokens,
                                time_to_first_token_s=self.time_to_first_token_s,
-                               decode_tokens_per_s=self.decode_tokens_per_s, stopped=self.stopped)
+                               decode_tokens_per_s=self.decode_tokens_per_s, stopped=self.stopped, path=self.path)
 
 
 class _Stopper:
@@ -94,6 +97,7 @@ def generate_stream(
 
     model, tokenizer = loaded.model, loaded.tokenizer
     prompt = prompt_override or render_prompt(template, instruction, conversation, bos=tokenizer.bos_token)
+    # Rendered with its one <bos>, so the tokenizer must not add another.
     inputs = tokenizer(prompt, add_special_tokens=False, return_tensors="pt").to(model.device)
     prepare_for_inference(model)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
@@ -151,3 +155,33 @@ def generate_stream(
         stopped=cancel.is_set(),
     )
 
+
+
+def generate_fast(
+    loaded: Loaded,
+    decoder: Any,
+    path: str,
+    *,
+    template: str,
+    instruction: str,
+    conversation: str,
+    on_text: Callable[[str], None],
+    cancel: threading.Event,
+    max_new_tokens: int = 256,
+    temperature: float = 0.7,
+    top_p: float = 0.9,
+) -> GenerationResult | None:
+    """The tuned model's answer from the fast decoder (`fast_decode`), or None when the prompt does not fit
+    its cache (the standard path answers then)."""
+    from workbench.engine import fast_decode as fd
+
+    tokenizer = loaded.tokenizer
+    prompt = render_prompt(template, instruction, conversation, bos=tokenizer.bos_token)
+    ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if len(ids) >= decoder.capacity:
+        return None
+    out = fd.decode(decoder, tokenizer, ids, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                    stop_ids=eos_ids(tokenizer), on_text=on_text, cancel=cancel)
+    return GenerationResult(text=out.text, token_ids=out.token_ids, prompt_tokens=out.prompt_tokens,
+                            time_to_first_token_s=out.time_to_first_token_s,
+                            decode_tokens_per_s=out.decode_tokens_per_s, stopped=out.stopped, path=path)

@@ -28,10 +28,12 @@ from workbench import data as wbdata
 from workbench import requests as rq
 from workbench.config import RunConfig
 from workbench.engine.errors import explain
+from workbench.engine.fast_chat import FastChat
 from workbench.engine.model import Loaded, check_same_prompts
 from workbench.engine.pause import PauseControl
 from workbench.errors import UserError
 from workbench.protocol import (
+    ChatPath,
     EngineState,
     Error,
     EvalProgress,
@@ -127,6 +129,8 @@ class Engine:
         self.state_detail = ""
         self.job: TrainingJob | None = None
         self.data = DataCache(building=self._loading, built=self._loaded_tokenizer)
+        self.fast_chat = FastChat(lambda s: self.emit(ChatPath(state=s.state, line=s.line())))
+        """The fast decoder of the model loaded for chat, built in the background (engine.fast_chat)."""
         self.shutdown_requested = threading.Event()
         self._write_lock = threading.Lock()
         self._writer: BinaryIO | None = None
@@ -157,6 +161,7 @@ class Engine:
             rq.Evaluate: (self.evaluate, False),
             rq.QuickEval: (self.quick_eval, False),
             rq.MemoryForecast: (self.memory_forecast, False),
+            rq.PrepareChat: (self.prepare_chat, False),
         }
 
     # -- output ---------------------------------------------------------------------------------
@@ -282,6 +287,7 @@ class Engine:
         if loaded is not None and loaded.key == model_key(config) and (adapter is None or loaded.adapter_path == adapter):
             return loaded
         self.set_state("loading", f"loading {config.model.name}")
+        self.fast_chat.drop()
         self.loaded = None  # the old model's memory can go before the new one is loaded
         loaded = load_base(config, self._loading)
         if adapter is not None:
@@ -342,6 +348,7 @@ class Engine:
         from workbench.engine.model import release_memory
 
         with self.busy("unloading", "loading", "unloading the model"):
+            self.fast_chat.drop()
             self.loaded = None
             release_memory()
         return rq.Nothing()
@@ -429,6 +436,7 @@ class Engine:
         def work() -> None:
             try:
                 self.set_state("training", run.name)
+                self.fast_chat.drop()  # its weights would go stale, and its memory is the run's
                 _done, self.loaded = run_training(config, run, self.emit, stop, resume=args.resume,
                                                   loaded=self.loaded, socket_path=self.socket_path, pause=pause)
             finally:
@@ -483,7 +491,7 @@ class Engine:
 
     # -- chat -----------------------------------------------------------------------------------
     def generate(self, args: rq.Generate, rid: str) -> rq.Generated:
-        from workbench.engine.generate import generate_stream
+        from workbench.engine.generate import generate_fast, generate_stream
 
         if self.training:
             return self._probe_chat(args, rid)
@@ -493,23 +501,34 @@ class Engine:
             if args.run_dir is not None:
                 check_same_prompts(Path(args.run_dir), loaded.tokenizer, config, "the model loaded for chat")
             self.set_state("generating")
+            fast = self.fast_chat.offer(loaded, args.config.model.chat_path, config.model.max_seq_length)
             streams: list[rq.Stream] = ["tuned", "base"] if args.compare else ["tuned"]
             results: dict[rq.Stream, rq.GenerationStats] = {}
             for stream in streams:
-                result = generate_stream(
-                    loaded,
-                    template=config.data.template,
-                    instruction=config.data.instruction,
-                    conversation=args.conversation,
-                    on_text=self._token_sender(rid, stream),
-                    cancel=cancel,
-                    max_new_tokens=args.max_new_tokens,
-                    temperature=args.temperature,
-                    top_p=args.top_p,
-                    use_adapter=(stream == "tuned"),
-                )
+                settings: dict[str, Any] = dict(
+                    template=config.data.template, instruction=config.data.instruction,
+                    conversation=args.conversation, on_text=self._token_sender(rid, stream), cancel=cancel,
+                    max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p)
+                # The base model's answer (adapter off) always takes the standard path: the fast decoder
+                # holds the tuned weights only.
+                decoder = self.fast_chat.decoder_for(loaded) if stream == "tuned" else None
+                result = generate_fast(loaded, decoder, self.fast_chat.status.path, **settings) if decoder else None
+                if result is None:
+                    result = generate_stream(loaded, use_adapter=(stream == "tuned"), **settings)
                 results[stream] = result.stats()
-            return rq.Generated(results=results, has_adapter=loaded.has_lora)
+            return rq.Generated(results=results, has_adapter=loaded.has_lora,
+                                fast_chat=fast.line() if fast.state == "unavailable" else self.fast_chat.status.line())
+
+    def prepare_chat(self, args: rq.PrepareChat, rid: str) -> rq.ChatPrepared:
+        """Load what Chat will answer with and start its fast decoder's build, before the first question."""
+        if self.training:
+            return rq.ChatPrepared(fast_chat="training: chat answers from the live adapter (standard path)",
+                                   has_adapter=True)
+        config, adapter = self._chat_weights(rq.Generate(config=args.config, run_dir=args.run_dir, conversation=""))
+        with self.busy("loading a model for chat", "loading", config.model.name):
+            loaded = self._ensure_model(config, adapter)
+            status = self.fast_chat.offer(loaded, args.config.model.chat_path, config.model.max_seq_length)
+            return rq.ChatPrepared(fast_chat=status.line(), has_adapter=loaded.has_lora)
 
     def _probe_chat(self, args: rq.Generate, rid: str) -> rq.Generated:
         """Chat during training: the run pauses at a step boundary and the live adapter answers, with the

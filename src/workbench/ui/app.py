@@ -334,6 +334,7 @@ class WorkbenchApp(App[int]):
                 self.notify(note, title="Engine", severity="warning", timeout=20)
             self._data().engine_ready = True
             self.query_one(ConfigPane).engine_ready = True
+            self._chat().engine_ready = True
             self._train().engine_pid = event.pid
         elif isinstance(event, State):
             self.set_engine_state(event.state, event.detail)
@@ -348,6 +349,7 @@ class WorkbenchApp(App[int]):
         self.bridge.fail_all(error)
         self._data().engine_ready = False
         self.query_one(ConfigPane).engine_ready = False
+        self._chat().engine_ready = False
         if error.type == "protocol_mismatch":
             self.set_engine_state("error", error.message)
             self.notify(f"{error.message} {error.hint}", title="Engine of another version", severity="error",

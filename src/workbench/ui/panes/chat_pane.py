@@ -14,7 +14,7 @@ from textual.widgets import Button, Input, Label, Static, Switch, TextArea
 
 from workbench import requests as rq
 from workbench.config import RunConfig, set_field
-from workbench.protocol import Error, Event, Token
+from workbench.protocol import ChatPath, Error, Event, Token
 from workbench.ui.bridge import EngineBridge
 from workbench.ui.widgets.focus_scroll import FocusScroll
 
@@ -39,6 +39,7 @@ class ChatPane(Vertical):
     config: reactive[RunConfig] = reactive(RunConfig, always_update=True, init=False)
     run_dir: reactive[str | None] = reactive(None, init=False)
     """The active run: chat uses its weights (final adapter, else newest checkpoint) and its own config."""
+    engine_ready: reactive[bool] = reactive(False, init=False)
 
     def __init__(self, engine: EngineBridge, config: RunConfig, run_dir: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -48,6 +49,8 @@ class ChatPane(Vertical):
         self._request: str | None = None
         self._replies: dict[str, Reply] = {}
         self._fill_seq = 0
+        self._prepared_for: tuple[str | None, str, str] | None = None
+        """What the engine was last asked to prepare (run, model, chat path): asked again when it changes."""
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="chat-controls"):
@@ -72,6 +75,46 @@ class ChatPane(Vertical):
             yield Button("Send (ctrl+g)", id="chat-send", variant="primary")
             yield Button("Cancel", id="chat-cancel")
             yield Static("", id="chat-status")
+
+    def on_mount(self) -> None:
+        self.engine.subscribe(self._engine_event)
+
+    # -- the model Chat answers with: loaded and its fast decoder built when the pane is first shown --
+    def on_show(self) -> None:
+        self._prepare()
+
+    def watch_engine_ready(self, ready: bool) -> None:
+        if not ready:
+            self._prepared_for = None  # a new engine has nothing loaded
+            return
+        self._prepare()
+
+    def watch_run_dir(self, run_dir: str | None) -> None:
+        self._prepare()
+
+    def watch_config(self, config: RunConfig) -> None:
+        self._prepare()  # asks again only when the model or the chat path changed
+
+    def _prepare(self) -> None:
+        wanted = (self.run_dir, self.config.model.name, self.config.model.chat_path)
+        if not (self.engine_ready and self.display and self.is_attached) or wanted == self._prepared_for:
+            return
+        self._prepared_for = wanted
+        self._show_path("loading the model for chat…")
+        self.engine.request(rq.PrepareChat(config=self.config, run_dir=self.run_dir),
+                            on_answer=lambda answer: self._show_path(answer.fast_chat),
+                            on_error=self._prepare_failed)
+
+    def _prepare_failed(self, error: Error) -> None:
+        self._prepared_for = None  # asked again next time the pane is shown
+        self._show_path(f"chat model not loaded yet: {error.message}")
+
+    def _engine_event(self, event: Event) -> None:
+        if isinstance(event, ChatPath):
+            self._show_path(event.line)
+
+    def _show_path(self, line: str) -> None:
+        self.query_one("#chat-transcript", VerticalScroll).border_subtitle = line
 
     def _number(self, wid: str, default: float, lo: float, hi: float) -> float:
         try:
@@ -124,7 +167,8 @@ class ChatPane(Vertical):
             ttft, tps = r.time_to_first_token_s, r.decode_tokens_per_s
             parts.append(f"{stream}: {r.new_tokens} tokens"
                          + (f", first token {ttft * 1000:.0f} ms" if ttft else "")
-                         + (f", {tps:.0f} tok/s" if tps else ""))
+                         + (f", {tps:.0f} tok/s" if tps else "")
+                         + (f" ({r.path})" if r.path else ""))
         if not answer.has_adapter:
             parts.append("no adapter yet: this is the base model")
             tuned = self._replies.get("tuned")
@@ -132,6 +176,8 @@ class ChatPane(Vertical):
                 tuned.title_text = "base model (no adapter yet: train, or open a run)"
                 tuned.append("")
         self.query_one("#chat-status", Static).update(" · ".join(parts))
+        if answer.fast_chat:
+            self._show_path(answer.fast_chat)
 
     def _show_error(self, error: Error) -> None:
         self.query_one("#chat-status", Static).update(Text(f"{error.message} {error.hint}", style="red"))
