@@ -26,6 +26,8 @@ from workbench.runs import RunDir  # noqa: E402
 
 def per_sample_losses(model, batch):
     """Mean loss of each sample in the batch, split by the positions (which restart at every sample)."""
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
     with torch.no_grad():
         logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.float()
     labels = batch["labels"]
@@ -51,10 +53,10 @@ def trainer_for(config, run, loaded):
     return train.build_trainer(session, loaded, plan), plan
 
 
-def main(config_path: str, runs: str) -> None:
+def main(config_path: str, runs: str, max_seq_length: int = 512, max_rows: int = 12) -> None:
     config = load_config(config_path)
-    config.data.max_rows = 12
-    config.model.max_seq_length = 512
+    config.data.max_rows = max_rows
+    config.model.max_seq_length = max_seq_length
     config.output.runs_dir = runs
     loaded = load_base(config, lambda m: None)
     results = {}
@@ -94,4 +96,4 @@ def main(config_path: str, runs: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], *(int(a) for a in sys.argv[3:5]))
