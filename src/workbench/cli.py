@@ -308,9 +308,18 @@ def cmd_eval(args: argparse.Namespace) -> int:
         request = EvalRequest(run=run, rows=args.rows, base=args.base, source=args.data, split=args.split,
                               max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                               checkpoint=args.checkpoint, resume=args.resume, name=args.name)
+        from workbench.engine.fast_chat import FastChat
+
+        fast_decoders = FastChat(lambda _status: None)
+
+        def say(message: str) -> None:
+            console.print(f"[dim]{message}[/]")
+
+        def fast(loaded: Any, config: Any, rows: int, capacity: int) -> Any:
+            return fast_decoders.rows_decoder(loaded, config.model.chat_path, rows, capacity, say=say)
+
         with progress:
-            outcome = run_eval(request, say=lambda m: console.print(f"[dim]{m}[/]"), models=models, stop=stop,
-                               on_rows=on_rows)
+            outcome = run_eval(request, say=say, models=models, stop=stop, on_rows=on_rows, fast=fast)
         folder, report = outcome.folder, outcome.report
         console.print(_score_table(report))
         if report.unscored:

@@ -47,6 +47,9 @@ def test_eval_writes_complete_well_formed_files(run: Path) -> None:
     proc = cli("eval", "--run", str(run), "--rows", "4", "--base", "--max-new-tokens", "24", "--name", "whole")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "ROUGE-L F1" in proc.stdout and "tuned − base" in proc.stdout
+    # The tuned answers come from the batched fast decoder (its greedy tokens equal `generate`'s:
+    # test_fast_decode.py); the base model's from `generate` with the adapter off.
+    assert "batched fast decoder" in proc.stdout, proc.stdout[-2000:]
     folder = run / "evals" / "whole"
     records = ev.read_records(folder / "eval.jsonl")
     assert [r.row for r in records] == [1, 2, 3, 4]  # the bundled held-out split's first rows

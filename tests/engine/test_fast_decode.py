@@ -56,3 +56,13 @@ def test_sliding_window_and_soft_caps_as_transformers_applies_them(probe):
     assert window["windows"][0] == 8 and window["windows"][1] > 1000
     assert window["gap"]["max_abs"] < 1e-4, window["gap"]
     assert window["base_gap"]["max_abs"] < 1e-4, window["base_gap"]  # the adapter off: the base weights alone
+
+
+def test_rows_decoded_together_answer_as_each_alone(probe):
+    tiny = probe["tiny"]
+    assert tiny["batched"] == tiny["alone"]
+    assert len({len(a) for a in tiny["alone"]}) >= 1 and all(tiny["alone"])
+
+
+def test_rows_at_different_positions_across_the_window(probe):
+    assert probe["window"]["row_gap"] < 1e-4, probe["window"]

@@ -26,6 +26,8 @@ from workbench.runs import RunDir, WeightsSource, resolve_weights
 from workbench.templates import render_prompt
 
 ModelSource = Callable[[RunConfig, str | None], Loaded]
+FastRows = Callable[[Loaded, RunConfig, int, int], Any]
+"""(the loaded model, its config, rows, cache length) -> a batched fast decoder (engine.fast_chat), or None."""
 Say = Callable[[str], None]
 OnRows = Callable[[list[ev.RowRecord], int, int], None]
 """(the rows just finished, rows done, rows planned)."""
@@ -129,6 +131,24 @@ def generate_batch(loaded: Loaded, prompts: list[list[int]], *, max_new_tokens: 
     return answers
 
 
+def generate_batch_fast(decoder: Any, loaded: Loaded, prompts: list[list[int]], *, max_new_tokens: int,
+                        do_sample: bool, temperature: float, top_p: float, stop: threading.Event) -> list[Generated]:
+    """As `generate_batch` with the adapter on, from the batched fast decoder (`fast_decode.decode_rows`):
+    the same prompts, end tokens and counting."""
+    from workbench.engine import fast_decode as fd
+
+    tokenizer = loaded.tokenizer
+    answers = fd.decode_rows(decoder, prompts, max_new_tokens=max_new_tokens,
+                             temperature=temperature if do_sample else 0.0, top_p=top_p,
+                             stop_ids=eos_ids(tokenizer), cancel=stop)
+    made = []
+    for answer in answers:
+        kept = answer.token_ids[:-1] if answer.ended else answer.token_ids
+        made.append(Generated(tokenizer.decode(kept, skip_special_tokens=True).strip(),
+                              len(kept) + (1 if answer.ended else 0), unended=not answer.ended))
+    return made
+
+
 def check_adapter_matches(source: WeightsSource) -> None:
     """An adapter saved with another template or instruction than its run's config would be judged on
     prompts it was never trained with: refused, saying what differs."""
@@ -203,8 +223,10 @@ def _done_rows(folder: Path, plan: ev.EvalPlan, resume: bool) -> list[ev.RowReco
 
 
 def run_eval(request: EvalRequest, *, say: Say, models: ModelSource, stop: threading.Event,
-             on_rows: OnRows | None = None, on_folder: Callable[[str], None] | None = None) -> EvalOutcome:
-    """Generate and score every planned row not yet made (or until `stop`)."""
+             on_rows: OnRows | None = None, on_folder: Callable[[str], None] | None = None,
+             fast: FastRows | None = None) -> EvalOutcome:
+    """Generate and score every planned row not yet made (or until `stop`). `fast`: where the tuned model's
+    answers may come from the batched fast decoder (the base model's always take `generate`)."""
     source = resolve_weights(request.run, request.checkpoint)
     check_adapter_matches(source)
     heldout = ev.heldout_rows(source.config, request.source, request.split)
@@ -230,7 +252,7 @@ def run_eval(request: EvalRequest, *, say: Say, models: ModelSource, stop: threa
         if stop.is_set():
             break
         batch = todo[start : start + size]
-        made = _generate_rows(loaded, source.config, plan, batch, stop)
+        made = _generate_rows(loaded, source.config, plan, batch, stop, fast)
         if stop.is_set():
             break  # a batch cut short is thrown away: it is made again on resume
         for record in made:
@@ -244,15 +266,20 @@ def run_eval(request: EvalRequest, *, say: Say, models: ModelSource, stop: threa
 
 
 def _generate_rows(loaded: Loaded, config: RunConfig, plan: ev.EvalPlan, batch: list[Any],
-                   stop: threading.Event) -> list[ev.RowRecord]:
+                   stop: threading.Event, fast: FastRows | None = None) -> list[ev.RowRecord]:
     d = plan.decoding
     prompts = [build_prompt(loaded.tokenizer, config, x.conversation, d.max_new_tokens) for x in batch]
     outputs: dict[ev.Model, list[tuple[Generated, float]]] = {}
     for model in ("tuned", "base") if plan.base else ("tuned",):
         started = time.perf_counter()
-        answers = generate_batch(loaded, [p.ids for p in prompts], max_new_tokens=d.max_new_tokens,
-                                 do_sample=d.do_sample, temperature=d.temperature or 1.0, top_p=d.top_p or 1.0,
-                                 use_adapter=(model == "tuned"), stop=stop)
+        settings: dict[str, Any] = dict(max_new_tokens=d.max_new_tokens, do_sample=d.do_sample,
+                                        temperature=d.temperature or 1.0, top_p=d.top_p or 1.0, stop=stop)
+        # Prompts are cut to leave room for the answer within max_seq_length: that is the cache's length.
+        decoder = fast(loaded, config, d.batch_size, config.model.max_seq_length) if fast and model == "tuned" else None
+        if decoder is not None:
+            answers = generate_batch_fast(decoder, loaded, [p.ids for p in prompts], **settings)
+        else:
+            answers = generate_batch(loaded, [p.ids for p in prompts], use_adapter=(model == "tuned"), **settings)
         share = (time.perf_counter() - started) / len(batch)
         outputs[model] = [(a, share) for a in answers]
     return [ev.RowRecord(row=x.row, input=x.conversation, reference=x.summary, prompt_tokens=len(p.ids),

@@ -104,6 +104,8 @@ class FastChat:
         self._status = FastStatus("off")
         self._generation = 0
         self._built = threading.Event()
+        self._rows: tuple[tuple[Any, ...], Any] | None = None
+        """The eval's batched decoder and what it was built for."""
 
     @staticmethod
     def key_of(loaded: Loaded) -> tuple[Any, ...]:
@@ -176,15 +178,53 @@ class FastChat:
         with self._lock:
             return self._decoder if self._key == key else None
 
+    def rows_decoder(self, loaded: Loaded, wanted: str, rows: int, capacity: int,
+                     say: Callable[[str], None] | None = None) -> Any:
+        """A decoder of `rows` rows for judging summaries (eval), on the merged copy only (a batch over 4-bit
+        weights would dequantize every matrix every step); None when it cannot be had. Built and compiled
+        here, in the eval's own thread (a batch job: the compile is seconds of minutes), and kept for the
+        eval's later batches. Shares the chat decoder's merged weights when they are there."""
+        from workbench.engine import fast_decode as fd
+
+        if wanted in ("standard", "4bit") or fd.supports(loaded.model) is not None:
+            return None
+        key = (*self.key_of(loaded), "rows", rows, capacity)
+        with self._lock:
+            if self._rows is not None and self._rows[0] == key:
+                return self._rows[1]
+            chat = self._decoder if self._key is not None and self._key[:4] == self.key_of(loaded) else None
+            self._rows = None
+        shape = fd.shape_of(loaded.model)
+        device = fd.embedding_device(loaded.model)
+        cache = rows * shape.cache_bytes(capacity)
+        needed = cache + HEADROOM_BYTES + (0 if chat is not None and chat.merged else shape.weight_bytes())
+        if needed > free_bytes(device):
+            if say:
+                say(f"Eval generates on the standard path: the batched decoder needs {needed / 2**30:.1f} GiB, "
+                    f"{free_bytes(device) / 2**30:.1f} GiB free.")
+            return None
+        started = time.perf_counter()
+        if chat is not None and chat.merged:
+            decoder = chat.sibling(rows, capacity)
+        else:
+            decoder = fd.FastDecoder.build(loaded.model, capacity=capacity, merge=True, rows=rows)
+        decoder.compile()
+        if say:
+            say(f"Eval generates with the batched fast decoder ({rows} rows, built in {time.perf_counter() - started:.1f} s).")
+        with self._lock:
+            self._rows = (key, decoder)
+        return decoder
+
     def drop(self) -> None:
         """Forget the decoder (its memory goes) and abandon a build under way."""
         with self._lock:
             self._drop_locked()
 
     def _drop_locked(self) -> None:
-        had = self._decoder is not None or self._status.state == "building"
+        had = self._decoder is not None or self._rows is not None or self._status.state == "building"
         self._generation += 1
         self._decoder = None
+        self._rows = None
         self._key = None
         self._status = FastStatus("off")
         if had:

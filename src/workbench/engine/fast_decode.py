@@ -239,36 +239,43 @@ def _rotate(x: Any, cos: Any, sin: Any) -> Any:
 
 def layer_forward(h: Any, cos: Any, sin: Any, positions: Any, weights: tuple[Any, ...], k_cache: Any,
                   v_cache: Any, keys: int, shape: Shape) -> Any:
-    """One Gemma-2 decoder layer over T new tokens at `positions` (T,), writing their keys and values into
-    the layer's cache (kv_heads, length, head_dim) and attending over its first `keys` positions.
-    h: (T, hidden). The same code runs eagerly for a prompt and compiled for a decode step."""
+    """One Gemma-2 decoder layer over T new tokens of B rows at `positions` (B, T): their keys and values go
+    into the layer's cache (B, kv_heads, length, head_dim), and each row attends over its first `keys`
+    positions. h: (B, T, hidden). The same code runs eagerly for a prompt and compiled for a decode step."""
     import torch
     import torch.nn.functional as F
 
     qkv_w, o_w, gate_up_w, down_w, norms, window = weights
-    tokens = h.shape[0]
+    rows, tokens = h.shape[0], h.shape[1]
     q_size, kv_size = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
+    length = k_cache.shape[2]
 
     x = _rms(h, norms[0], shape.eps)
     qkv = _linears(x, qkv_w)
-    q = qkv[:, :q_size].view(tokens, shape.heads, shape.head_dim)
-    k = qkv[:, q_size:q_size + kv_size].view(tokens, shape.kv_heads, shape.head_dim)
-    v = qkv[:, q_size + kv_size:].view(tokens, shape.kv_heads, shape.head_dim)
-    q, k = _rotate(q, cos[:, None], sin[:, None]), _rotate(k, cos[:, None], sin[:, None])
-    k_cache.index_copy_(1, positions, k.transpose(0, 1))
-    v_cache.index_copy_(1, positions, v.transpose(0, 1))
+    q = qkv[..., :q_size].view(rows, tokens, shape.heads, shape.head_dim)
+    k = qkv[..., q_size:q_size + kv_size].view(rows, tokens, shape.kv_heads, shape.head_dim)
+    v = qkv[..., q_size + kv_size:].view(rows, tokens, shape.kv_heads, shape.head_dim)
+    q, k = _rotate(q, cos[:, :, None], sin[:, :, None]), _rotate(k, cos[:, :, None], sin[:, :, None])
+    # Each row writes at its own positions: one flat index per (row, KV head, token) into the cache's rows.
+    slots = (torch.arange(rows, device=h.device)[:, None, None] * shape.kv_heads
+             + torch.arange(shape.kv_heads, device=h.device)[None, :, None]) * length + positions[:, None, :]
+    slots = slots.reshape(-1)
+    k_cache.view(-1, shape.head_dim).index_copy_(0, slots, k.transpose(1, 2).reshape(-1, shape.head_dim))
+    v_cache.view(-1, shape.head_dim).index_copy_(0, slots, v.transpose(1, 2).reshape(-1, shape.head_dim))
 
-    # Query head h reads KV head h // groups (repeat_kv's order): (kv_heads, groups * T, head_dim).
-    grouped = q.transpose(0, 1).reshape(shape.kv_heads, shape.groups * tokens, shape.head_dim)
-    scores = torch.matmul(grouped, k_cache[:, :keys].transpose(1, 2)).float() * shape.scaling
+    # Query head h reads KV head h // groups (repeat_kv's order), without copying the cache per head:
+    # (B, kv_heads, groups * T, head_dim) against (B, kv_heads, keys, head_dim).
+    grouped = q.transpose(1, 2).reshape(rows, shape.kv_heads, shape.groups * tokens, shape.head_dim)
+    scores = torch.matmul(grouped, k_cache[:, :, :keys].transpose(2, 3)).float() * shape.scaling
     if shape.attn_softcap is not None:
         scores = torch.tanh(scores / shape.attn_softcap) * shape.attn_softcap
     key_positions = torch.arange(keys, device=h.device)
-    allowed = (key_positions[None, :] <= positions[:, None]) & (key_positions[None, :] > positions[:, None] - window)
-    scores = scores.masked_fill(~allowed.repeat(shape.groups, 1)[None], float("-inf"))
+    allowed = ((key_positions[None, None, :] <= positions[:, :, None])
+               & (key_positions[None, None, :] > positions[:, :, None] - window))  # (B, T, keys)
+    scores = scores.masked_fill(~allowed.repeat(1, shape.groups, 1)[:, None], float("-inf"))
     probs = torch.softmax(scores, dim=-1).to(h.dtype)
-    out = torch.matmul(probs, v_cache[:, :keys])  # (kv_heads, groups * T, head_dim)
-    out = out.view(shape.heads, tokens, shape.head_dim).transpose(0, 1).reshape(tokens, q_size)
+    out = torch.matmul(probs, v_cache[:, :, :keys])  # (B, kv_heads, groups * T, head_dim)
+    out = out.view(rows, shape.heads, tokens, shape.head_dim).transpose(1, 2).reshape(rows, tokens, q_size)
     h = h + _rms(_linear(out, o_w), norms[1], shape.eps)
 
     x = _rms(h, norms[2], shape.eps)
@@ -284,16 +291,19 @@ def bucket(length: int) -> int:
 
 # -- the decoder ----------------------------------------------------------------------------------------
 
-@dataclass
-class Ready:
-    """What the background build measured, for the log and the benchmark."""
+_COMPILED: list[Callable[..., Any]] = []
 
-    merge_s: float
-    compile_s: float
-    weight_gib: float
-    cache_gib: float
-    buckets: tuple[int, ...]
-    compiled: bool
+
+def compiled_layer() -> Callable[..., Any]:
+    """`layer_forward` compiled once per process: every decoder (chat's, eval's) shares its graphs."""
+    import torch
+
+    if not _COMPILED:
+        import torch._dynamo
+
+        torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
+        _COMPILED.append(torch.compile(layer_forward, dynamic=False, fullgraph=True))
+    return _COMPILED[0]
 
 
 @dataclass
@@ -303,10 +313,13 @@ class FastDecoder:
     final_norm: Any
     layers: list[LayerWeights]
     k_cache: list[Any]
+    """Per layer: (rows, kv_heads, capacity, head_dim)."""
     v_cache: list[Any]
     inv_freq: Any
     normalizer: Any
     capacity: int
+    rows: int = 1
+    """Sequences decoded together: 1 for chat, the eval batch for judging summaries."""
     merged: bool = True
     """A merged dense copy (compiled on CUDA), or the model's own weights (captured eagerly: bitsandbytes'
     4-bit matmul is not traced by dynamo)."""
@@ -317,32 +330,38 @@ class FastDecoder:
     _position: Any = None
     _logits: dict[int, Any] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    """One conversation at a time owns the cache."""
+    """One conversation (or eval batch) at a time owns the cache."""
 
     @classmethod
-    def build(cls, model: Any, capacity: int, merge: bool = True) -> FastDecoder:
-        """The decoder over `model` with a static cache of `capacity` positions: with the adapter merged into
-        a bf16 copy (`merge`; on a CPU, the model's own dtype), or over the model's own (4-bit) weights and
-        unmerged adapter, which costs no memory but the cache."""
+    def build(cls, model: Any, capacity: int, merge: bool = True, rows: int = 1) -> FastDecoder:
+        """The decoder over `model` with a static cache of `capacity` positions per row: with the adapter
+        merged into a bf16 copy (`merge`; on a CPU, the model's own dtype), or over the model's own (4-bit)
+        weights and unmerged adapter, which costs no memory but the cache."""
         import torch
 
         shape = shape_of(model)
         own = _text_model(model).embed_tokens.weight
-        device = own.device
-        dtype = torch.bfloat16 if merge and device.type == "cuda" and torch.cuda.is_bf16_supported() else own.dtype
+        dtype = torch.bfloat16 if merge and own.device.type == "cuda" and torch.cuda.is_bf16_supported() else own.dtype
         embed, final_norm, layers = merged_weights(model, shape, dtype, merge=merge)
-        capacity = min(capacity, shape.max_positions)
-        caches = [torch.zeros(shape.kv_heads, capacity, shape.head_dim, dtype=dtype, device=device)
-                  for _ in range(2 * shape.layers)]
         inv_freq = 1.0 / (shape.rope_theta ** (torch.arange(0, shape.head_dim, 2, dtype=torch.float32,
-                                                            device=device) / shape.head_dim))
-        decoder = cls(shape=shape, embed=embed, final_norm=final_norm, layers=layers, k_cache=caches[::2],
-                      v_cache=caches[1::2], inv_freq=inv_freq,
-                      normalizer=torch.tensor(shape.hidden ** 0.5, dtype=dtype), capacity=capacity,
-                      merged=merge)
-        decoder._token = torch.zeros(1, dtype=torch.long, device=device)
-        decoder._position = torch.zeros(1, dtype=torch.long, device=device)
-        return decoder
+                                                            device=own.device) / shape.head_dim))
+        template = cls(shape=shape, embed=embed, final_norm=final_norm, layers=layers, k_cache=[], v_cache=[],
+                       inv_freq=inv_freq, normalizer=torch.tensor(shape.hidden ** 0.5, dtype=dtype), capacity=0,
+                       merged=merge)
+        return template.sibling(rows, capacity)
+
+    def sibling(self, rows: int, capacity: int) -> FastDecoder:
+        """A decoder over the same weights with caches of its own (`rows` x `capacity`), not compiled yet."""
+        import torch
+
+        capacity = min(capacity, self.shape.max_positions)
+        caches = [torch.zeros(rows, self.shape.kv_heads, capacity, self.shape.head_dim, dtype=self.embed.dtype,
+                              device=self.device) for _ in range(2 * self.shape.layers)]
+        return FastDecoder(shape=self.shape, embed=self.embed, final_norm=self.final_norm, layers=self.layers,
+                           k_cache=caches[::2], v_cache=caches[1::2], inv_freq=self.inv_freq,
+                           normalizer=self.normalizer, capacity=capacity, rows=rows, merged=self.merged,
+                           _token=torch.zeros(rows, 1, dtype=torch.long, device=self.device),
+                           _position=torch.zeros(rows, 1, dtype=torch.long, device=self.device))
 
     @property
     def device(self) -> Any:
@@ -351,7 +370,7 @@ class FastDecoder:
     def _rope(self, positions: Any) -> tuple[Any, Any]:
         import torch
 
-        freqs = positions.float()[:, None] * self.inv_freq[None, :]
+        freqs = positions.float()[..., None] * self.inv_freq
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb.cos().to(self.embed.dtype), emb.sin().to(self.embed.dtype)
 
@@ -364,36 +383,45 @@ class FastDecoder:
             logits = torch.tanh(logits / self.shape.final_softcap) * self.shape.final_softcap
         return logits
 
-    def _forward(self, tokens: Any, positions: Any, keys: int, layer: Callable[..., Any]) -> Any:
+    def _forward(self, tokens: Any, positions: Any, keys: int, layer: Callable[..., Any],
+                 rows: slice | None = None) -> Any:
+        """Logits (B, vocab) of the last of T tokens (B, T) at `positions` (B, T), on the cache rows `rows`."""
         h = self.embed[tokens] * self.normalizer
         cos, sin = self._rope(positions)
+        pick = rows or slice(None)
         for i, weights in enumerate(self.layers):
-            h = layer(h, cos, sin, positions, weights.as_tuple(), self.k_cache[i], self.v_cache[i], keys, self.shape)
-        return self._logits_of(h[-1:])
+            h = layer(h, cos, sin, positions, weights.as_tuple(), self.k_cache[i][pick], self.v_cache[i][pick], keys,
+                      self.shape)
+        return self._logits_of(h[:, -1])
 
-    def prefill(self, token_ids: list[int]) -> Any:
-        """Logits (1, vocab) after the prompt, its keys and values in the cache. Eager, in chunks of
+    def prefill(self, token_ids: list[int], row: int = 0) -> Any:
+        """Logits (1, vocab) after the prompt, its keys and values in cache row `row`. Eager, in chunks of
         PREFILL_CHUNK tokens, so the scores of a long prompt never take more than a chunk's worth."""
         import torch
 
         if not token_ids or len(token_ids) > self.capacity:
             raise ValueError(f"the prompt has {len(token_ids)} tokens; the fast path holds 1-{self.capacity}")
         with torch.inference_mode():
-            tokens = torch.tensor(token_ids, dtype=torch.long, device=self.device)
+            tokens = torch.tensor([token_ids], dtype=torch.long, device=self.device)
             for start in range(0, len(token_ids), PREFILL_CHUNK):
                 end = min(start + PREFILL_CHUNK, len(token_ids))
-                positions = torch.arange(start, end, device=self.device)
-                logits = self._forward(tokens[start:end], positions, min(bucket(end), self.capacity), layer_forward)
+                positions = torch.arange(start, end, device=self.device)[None]
+                logits = self._forward(tokens[:, start:end], positions, min(bucket(end), self.capacity), layer_forward,
+                                       rows=slice(row, row + 1))
             return logits
 
     def step(self, token: int, position: int) -> Any:
         """Logits (1, vocab) for one new token at `position` (its keys and values join the cache)."""
+        return self.step_rows([token], [position])
+
+    def step_rows(self, tokens: list[int], positions: list[int]) -> Any:
+        """Logits (rows, vocab) for one new token per row, each at its own position."""
         import torch
 
-        keys = min(bucket(position + 1), self.capacity)
+        keys = min(bucket(max(positions) + 1), self.capacity)
         with torch.inference_mode():
-            self._token.fill_(token)
-            self._position.fill_(position)
+            self._token.copy_(torch.tensor(tokens, dtype=torch.long)[:, None])
+            self._position.copy_(torch.tensor(positions, dtype=torch.long)[:, None])
             graph = self._graphs.get(keys)
             if graph is not None:
                 graph.replay()
@@ -411,10 +439,7 @@ class FastDecoder:
         if self.device.type != "cuda":
             return ()
         if self.merged if use_compile is None else use_compile:
-            import torch._dynamo
-
-            torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
-            self._layer_step = torch.compile(layer_forward, dynamic=False, fullgraph=True)
+            self._layer_step = compiled_layer()
         else:
             self._layer_step = layer_forward
         todo = buckets or self.all_buckets()
@@ -450,20 +475,25 @@ class FastDecoder:
 
 # -- sampling and streaming ------------------------------------------------------------------------------
 
-def sample(logits: Any, temperature: float, top_p: float) -> int:
-    """Greedy at temperature 0; else nucleus sampling from the global generator (as `generate` does)."""
+def sample_rows(logits: Any, temperature: float, top_p: float) -> list[int]:
+    """One token per row of `logits` (rows, vocab): greedy at temperature 0, else nucleus sampling from the
+    global generator (as `generate` does)."""
     import torch
 
     if temperature <= 0:
-        return int(torch.argmax(logits, dim=-1)[0])
-    probs = torch.softmax(logits[0] / temperature, dim=-1)
-    if top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        keep = (torch.cumsum(sorted_probs, dim=-1) - sorted_probs) < top_p  # the first token always stays
-        sorted_probs = sorted_probs * keep
-        choice = torch.multinomial(sorted_probs / sorted_probs.sum(), 1)
-        return int(order[choice])
-    return int(torch.multinomial(probs, 1))
+        return [int(t) for t in torch.argmax(logits, dim=-1).tolist()]
+    probs = torch.softmax(logits / temperature, dim=-1)
+    if top_p >= 1.0:
+        return [int(t) for t in torch.multinomial(probs, 1)[:, 0].tolist()]
+    sorted_probs, order = torch.sort(probs, descending=True, dim=-1)
+    keep = (torch.cumsum(sorted_probs, dim=-1) - sorted_probs) < top_p  # the first token always stays
+    sorted_probs = sorted_probs * keep
+    choice = torch.multinomial(sorted_probs / sorted_probs.sum(dim=-1, keepdim=True), 1)
+    return [int(t) for t in torch.gather(order, 1, choice)[:, 0].tolist()]
+
+
+def sample(logits: Any, temperature: float, top_p: float) -> int:
+    return sample_rows(logits, temperature, top_p)[0]
 
 
 class TextDelta:
@@ -527,3 +557,40 @@ def decode(decoder: FastDecoder, tokenizer: Any, prompt_ids: list[int], *, max_n
     return Decoded(token_ids=delta.ids, text="".join(pieces), prompt_tokens=len(prompt_ids),
                    time_to_first_token_s=(first - started) if first is not None else None,
                    decode_tokens_per_s=rate, stopped=cancel.is_set())
+
+
+@dataclass
+class RowAnswer:
+    token_ids: list[int]
+    """The answer's tokens, its end token included when it wrote one."""
+    ended: bool
+
+
+def decode_rows(decoder: FastDecoder, prompts: list[list[int]], *, max_new_tokens: int, temperature: float,
+                top_p: float, stop_ids: list[int], cancel: threading.Event) -> list[RowAnswer]:
+    """Answers to up to `decoder.rows` prompts decoded together (eval): each prompt prefilled into its own
+    cache row, then one graph replay per token for all rows, each at its own position, until every row
+    wrote an end token or the limit. Rows beyond the prompts idle on a one-token prompt."""
+    import torch
+
+    if not prompts or len(prompts) > decoder.rows:
+        raise ValueError(f"{len(prompts)} prompts for a decoder of {decoder.rows} rows")
+    padded = prompts + [prompts[0][:1]] * (decoder.rows - len(prompts))
+    answers = [RowAnswer([], False) for _ in prompts]
+    with decoder.lock:
+        logits = torch.cat([decoder.prefill(p, row=r) for r, p in enumerate(padded)])
+        positions = [len(p) for p in padded]
+        budget = min(max_new_tokens, decoder.capacity - max(positions))
+        for step in range(budget):
+            if cancel.is_set():
+                break
+            tokens = sample_rows(logits, temperature, top_p)
+            for answer, token in zip(answers, tokens, strict=False):
+                if not answer.ended:
+                    answer.token_ids.append(token)
+                    answer.ended = token in stop_ids
+            if all(a.ended for a in answers) or step == budget - 1:
+                break
+            logits = decoder.step_rows(tokens, positions)
+            positions = [p + 1 for p in positions]
+    return answers

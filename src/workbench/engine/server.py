@@ -603,9 +603,14 @@ class Engine:
 
         with self.busy("evaluating", "generating", "judging summaries"), self.cancellable(rid) as cancel:
             outcome = run_eval(request, say=self.say, models=self._ensure_model, stop=cancel, on_rows=progress,
+                               fast=self._eval_decoder,
                                on_folder=folder_seen.append)
         return rq.EvalFinished(folder=str(outcome.folder), complete=outcome.complete, rows_done=outcome.rows_done,
                                rows_total=outcome.rows_planned)
+
+    def _eval_decoder(self, loaded: Loaded, config: RunConfig, rows: int, capacity: int) -> Any:
+        """The batched fast decoder for an eval's tuned answers (or None: `generate` makes them)."""
+        return self.fast_chat.rows_decoder(loaded, config.model.chat_path, rows, capacity, say=self.say)
 
     # -- saving ---------------------------------------------------------------------------------
     def save(self, args: rq.Save, rid: str) -> rq.Saved:

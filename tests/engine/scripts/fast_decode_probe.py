@@ -82,6 +82,13 @@ def tiny_checks() -> dict[str, object]:
     pieces: list[str] = []
     fast = fd.decode(decoder, tok, ids, max_new_tokens=24, temperature=0.0, top_p=1.0, stop_ids=eos_ids(tok),
                      on_text=pieces.append, cancel=threading.Event())
+    # Eval's batched decode: prompts of different lengths in one decoder of 4 rows (one idles), each
+    # answer equal to the same prompt decoded alone.
+    prompts = [ids, ids[: len(ids) // 2], extended]
+    alone = [fd.decode(decoder, tok, p, max_new_tokens=16, temperature=0.0, top_p=1.0, stop_ids=eos_ids(tok),
+                       on_text=lambda _t: None, cancel=threading.Event()).token_ids for p in prompts]
+    batched = fd.decode_rows(decoder.sibling(4, 512), prompts, max_new_tokens=16, temperature=0.0, top_p=1.0,
+                             stop_ids=eos_ids(tok), cancel=threading.Event())
     cancelled = threading.Event()
     cancelled.set()
     stopped = fd.decode(decoder, tok, ids, max_new_tokens=24, temperature=0.0, top_p=1.0, stop_ids=eos_ids(tok),
@@ -90,9 +97,10 @@ def tiny_checks() -> dict[str, object]:
             "reference_text": reference.text, "fast_text": fast.text, "streamed": "".join(pieces[: len(pieces)]),
             "cancelled_tokens": len(stopped.token_ids), "cancelled_flag": stopped.stopped,
             "bytes_estimate": decoder.shape.weight_bytes(),
-            "bytes_actual": 2 * (sum(t.numel() for w in decoder.layers for t in (w.qkv, w.o, w.gate_up, w.down, w.norms))
+            "bytes_actual": 2 * (sum(t.numel() for w in decoder.layers for t in (*w.qkv, w.o, *w.gate_up, w.down, w.norms))
                                  + decoder.embed.numel() + decoder.final_norm.numel()),
-            "element_size": decoder.embed.element_size()}
+            "element_size": decoder.embed.element_size(),
+            "alone": alone, "batched": [a.token_ids for a in batched]}
 
 
 def window_checks() -> dict[str, object]:
@@ -118,10 +126,21 @@ def window_checks() -> dict[str, object]:
     g = torch.Generator().manual_seed(5)
     ids = [2, *torch.randint(3, 300, (30,), generator=g).tolist()]
     gap = logits_gap(model, decoder, ids, 12)
+    # Rows at different positions in one step, across the window: each row's logits as the model's own.
+    rows = decoder.sibling(3, 64)
+    starts = [20, 9, 27]
+    with torch.no_grad():
+        full = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0].float()
+    for r, n in enumerate(starts):
+        rows.prefill(ids[:n], row=r)
+    row_gaps = []
+    for i in range(3):
+        out = rows.step_rows([ids[n + i] for n in starts], [n + i for n in starts])
+        row_gaps += [float((out[r] - full[n + i]).abs().max()) for r, n in enumerate(starts)]
     with model.disable_adapter():
         plain = fd.FastDecoder.build(model, capacity=64)
         base_gap = logits_gap(model, plain, ids, 4)
-    return {"gap": gap, "base_gap": base_gap, "windows": list(decoder.shape.windows)}
+    return {"gap": gap, "base_gap": base_gap, "windows": list(decoder.shape.windows), "row_gap": max(row_gaps)}
 
 
 if __name__ == "__main__":
