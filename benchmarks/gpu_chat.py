@@ -12,7 +12,9 @@ tokens, 256 new tokens, greedy, no end token (as `gpu_bench.py`'s chat figures).
   times, the copy's size, and the compiled step's logits against the same decoder run eagerly;
 - `background`: the bf16 build and compile in a thread while the standard path answers in this one (as
   the engine does): both finish, the answers keep coming, and how long until the fast path is ready;
-- `warm`: only the bf16 build + compile, meant for a second process on the same inductor cache.
+- `warm`: only the bf16 build + compile, meant for a second process on the same inductor cache;
+- `eval`: 16 prompts of 300-800 tokens, 128 new tokens each, greedy: `evaluate.generate_batch` (one
+  batched `generate`) against `generate_batch_fast` (the batched fast decoder), rows per minute.
 Also the relative error of each decoder's prompt logits against the model's own forward.
 """
 
@@ -192,6 +194,48 @@ def arm_background(loaded: Any, ids: list[int], capacity: int) -> None:
     free_cuda()
 
 
+def arm_eval(loaded: Any, rows: int = 16, new_tokens: int = 128) -> None:
+    """Judging summaries: one batch of `rows` held-out-like prompts (300-800 tokens), greedy, `new_tokens`
+    each, through the standard batched `generate` and through the batched fast decoder."""
+    import random
+
+    import torch
+
+    from workbench.engine.evaluate import generate_batch, generate_batch_fast
+    from workbench.engine.fast_chat import FastChat
+
+    rng = random.Random(5)
+    prompts = [[2] + [rng.randint(6, 255999) for _ in range(rng.randint(300, 800))] for _ in range(rows)]
+    settings: dict[str, Any] = dict(max_new_tokens=new_tokens, do_sample=False, temperature=1.0, top_p=1.0,
+                                    stop=threading.Event())
+    generate_batch(loaded, prompts[:2], use_adapter=True, **{**settings, "max_new_tokens": 4})  # warm-up
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    standard = generate_batch(loaded, prompts, use_adapter=True, **settings)
+    torch.cuda.synchronize()
+    standard_s = time.perf_counter() - t0
+    free_cuda()
+    t0 = time.perf_counter()
+    decoder = FastChat(lambda _s: None).rows_decoder(loaded, "auto", rows, 2048, say=gb.log)
+    build_s = time.perf_counter() - t0
+    fast = generate_batch_fast(decoder, loaded, prompts, **settings)  # the first batch
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    fast = generate_batch_fast(decoder, loaded, prompts, **settings)
+    torch.cuda.synchronize()
+    fast_s = time.perf_counter() - t0
+    same_first8 = sum(loaded.tokenizer(a.text)["input_ids"][:8] == loaded.tokenizer(b.text)["input_ids"][:8]
+                      for a, b in zip(standard, fast, strict=True))
+    result({"arm": f"eval: {rows} rows x {new_tokens} new tokens, greedy", "standard_s": round(standard_s, 2),
+            "standard_rows_per_min": round(rows / standard_s * 60, 1), "fast_build_s": round(build_s, 1),
+            "fast_s": round(fast_s, 2), "fast_rows_per_min": round(rows / fast_s * 60, 1),
+            "speedup": round(standard_s / fast_s, 2), "standard_tokens": sum(a.tokens for a in standard),
+            "fast_tokens": sum(a.tokens for a in fast), "rows_same_first_8_tokens": same_first8,
+            "peak_allocated_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2)})
+    del decoder
+    free_cuda()
+
+
 def main() -> None:
     p = gb.base_parser()
     p.add_argument("--capacity", type=int, default=4096)
@@ -212,6 +256,8 @@ def main() -> None:
                 arm_fast(loaded, ids, a.capacity, merge=(arm == "bf16"), reference=reference)
             elif arm == "background":
                 arm_background(loaded, ids, a.capacity)
+            elif arm == "eval":
+                arm_eval(loaded)
             elif arm == "warm":
                 decoder, info = build(loaded, a.capacity, True)
                 result({"arm": "chat: bf16 build + compile in a second process (warm inductor cache)", **info,
