@@ -86,3 +86,36 @@ def test_the_line_says_what_the_verdict_says() -> None:
     assert "tight" in tight.verdict
     cpu = forecast_text(scenarios.forecast_answer(config)).plain
     assert cpu.endswith("on a CUDA card (no NVIDIA GPU here)") and "│" not in cpu
+
+
+async def test_start_asks_first_when_the_forecast_expects_out_of_memory(tmp_path: Any) -> None:
+    """Warned before the OOM, not after it: Start with a forecast over the card's free memory asks;
+    Cancel sends nothing, "Start anyway" starts the run."""
+    from workbench.ui.widgets.confirm import Confirm
+
+    factory, engines = scripted_app_factory({rq.MemoryForecast: on_a_card(4.0)})
+    app = WorkbenchApp(config_path=str(tmp_path / "run.toml"), engine_factory=factory)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: "out of memory expected" in line(app), 20, "the forecast")
+        await pilot.press("3")
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, Confirm), 10, "the question")
+        assert "out of memory" in str(app.screen.query_one("#confirm-text", Static).render())
+        await pilot.press("enter")  # the safe answer has the focus: Cancel
+        await wait_for(pilot, lambda: not isinstance(app.screen, Confirm), 10, "the question answered")
+        assert not engines[0].requests(rq.Train)
+        assert "Not started" in str(app.query_one("#train-phase", Static).render())
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, Confirm), 10, "the question again")
+        await pilot.click("#confirm-yes")
+        await wait_for(pilot, lambda: bool(engines[0].requests(rq.Train)), 10, "the run started")
+
+
+async def test_start_goes_ahead_when_the_forecast_fits(tmp_path: Any) -> None:
+    factory, engines = scripted_app_factory({rq.MemoryForecast: on_a_card(79.0)})
+    app = WorkbenchApp(config_path=str(tmp_path / "run.toml"), engine_factory=factory)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: "free" in line(app), 20, "the forecast")
+        await pilot.press("3")
+        await pilot.press("t")
+        await wait_for(pilot, lambda: bool(engines[0].requests(rq.Train)), 10, "the run started without a question")

@@ -156,7 +156,6 @@ def generate_stream(
     )
 
 
-
 def generate_fast(
     loaded: Loaded,
     decoder: Any,

@@ -56,6 +56,7 @@ from workbench.runs import RunDir
 from workbench.ui.bridge import EngineBridge
 from workbench.ui.history import History, event_key, fold
 from workbench.ui.messages import GpuSample, RunStarted, TrainingFinished
+from workbench.ui.widgets.confirm import Confirm
 from workbench.ui.widgets.gpu_panel import GpuPanel
 from workbench.ui.widgets.loss_chart import LossChart
 from workbench.ui.widgets.search_log import LogView, SearchLog
@@ -94,6 +95,8 @@ class TrainPane(Horizontal):
         self.set_reactive(TrainPane.config, config)
         self.set_reactive(TrainPane.run_dir, run_dir)
         self.set_reactive(TrainPane.invalid_fields, invalid_fields)
+        self._checking_memory = False
+        """A Start is waiting for the memory forecast (or the user's answer to it)."""
         self.running = False
         self.last_log: Log | None = None
         self.total_steps = 0
@@ -174,7 +177,33 @@ class TrainPane(Horizontal):
 
     @on(Button.Pressed, "#train-start")
     def action_start(self) -> None:
-        self._train(resume=False)
+        """Start a run, after the memory forecast: one it says will run out of memory asks first."""
+        if self.running or self._checking_memory:
+            return
+        if self.invalid_fields:
+            self._train(resume=False)  # says what to fix
+            return
+        self._checking_memory = True
+        self._phase("Checking the memory forecast…")
+        self.engine.request(rq.MemoryForecast(config=self.config), on_answer=self._start_after_forecast,
+                            on_error=lambda _error: self._start_checked(True))
+
+    def _start_after_forecast(self, answer: rq.MemoryForecastAnswer) -> None:
+        if answer.free_gib is None or "out of memory" not in answer.verdict:
+            self._start_checked(True)
+            return
+        question = (f"The memory forecast for this config: {answer.verdict} ({answer.gpu}).\n\n"
+                    "The run would most likely stop with an out-of-memory error in its first steps. In the Config "
+                    "pane, f applies the \"fits\" profile (4-bit, offloaded checkpointing, a micro-batch that fits)."
+                    "\n\nStart anyway?")
+        self.app.push_screen(Confirm(question, yes="Start anyway", no="Cancel"), self._start_checked)
+
+    def _start_checked(self, start: bool | None) -> None:
+        self._checking_memory = False
+        if start:
+            self._train(resume=False)
+        else:
+            self._phase("Not started: the forecast expects an out-of-memory error (Config pane: f for \"fits\").")
 
     @on(Button.Pressed, "#train-resume")
     def action_resume(self) -> None:
