@@ -66,3 +66,9 @@ def test_rows_decoded_together_answer_as_each_alone(probe):
 
 def test_rows_at_different_positions_across_the_window(probe):
     assert probe["window"]["row_gap"] < 1e-4, probe["window"]
+
+
+def test_the_standard_path_on_the_cpu_applies_the_soft_cap(probe):
+    """SDPA, which the CPU load picks for Gemma-2, drops the attention soft-cap; generation switches to
+    eager attention, which applies it (the fast decoder always does)."""
+    assert probe["tiny"]["attention_after_standard_path"] == "eager"

@@ -68,6 +68,18 @@ def prepare_for_inference(model: Any) -> None:
                getattr(getattr(base, "model", None), "config", None))
     for cfg in {id(c): c for c in configs if c is not None}.values():
         cfg.use_cache = True
+    eager_for_gemma2_on_cpu(model)
+
+
+def eager_for_gemma2_on_cpu(model: Any) -> None:
+    """Gemma-2 on the CPU loads with SDPA, which drops its attention soft-capping: answers there would not
+    be the model's. transformers' eager attention applies it (on CUDA, unsloth's inference path does)."""
+    configs = {id(m.config): m.config for m in model.modules() if hasattr(getattr(m, "config", None), "model_type")}
+    if any(c.model_type != "gemma2" for c in configs.values()) or model.device.type != "cpu":
+        return
+    for config in configs.values():
+        if getattr(config, "_attn_implementation", None) == "sdpa":
+            config._attn_implementation = "eager"
 
 
 def adapter_switch(loaded: Loaded, use_adapter: bool) -> contextlib.AbstractContextManager[Any]:
