@@ -11,9 +11,9 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from workbench import settings
 from workbench.config import ConfigError, RunConfig, load_config
@@ -101,6 +101,24 @@ def cmd_train(args: argparse.Namespace) -> int:
         config.data.skip_bad_rows = True
     if args.max_steps is not None:
         config.training.max_steps = args.max_steps
+    if args.gpus is not None:
+        config.training.gpus = _gpus_arg(args.gpus)
+    if args.strategy is not None:
+        config.training.strategy = args.strategy
+    plan = _launch_plan(args, config)
+    if plan is None:
+        return EXIT_USAGE
+    if args.print_launch:
+        run_dir = args.run_dir or str(Path(config.output.runs_dir) / (config.output.run_name or "RUN"))
+        from workbench.distributed import launch_lines
+
+        print(f"# Start one line per node, in any order; {run_dir} must be the same shared folder on every node,\n"
+              f"# holding launch.toml (workbench train --config {args.config} --run-dir {run_dir} --print-launch "
+              "writes it).")
+        print("\n".join(launch_lines(plan, run_dir, resume=args.resume)))
+        if args.run_dir:
+            _write_run_config(config, run_dir, args.resume)
+        return EXIT_OK
     run = _resolve_train_run(args, config)
     if run is None:
         _err(f"--resume: no run with a complete checkpoint under {config.output.runs_dir}; give --run-dir")
@@ -122,13 +140,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         console = Console(file=terminal, highlight=False, soft_wrap=not terminal.isatty(),
                           force_terminal=terminal.isatty())
         console.print(f"[bold]run[/] {run.path}   (events: {run.events_path}; library output: train.log)")
-        console.print("[dim]Loading unsloth, torch and transformers…[/]")
-        from workbench.engine.boot import boot
+        if plan.world == 1 and args.nproc is None:
+            console.print("[dim]Loading unsloth, torch and transformers…[/]")
+            from workbench.engine.boot import boot
 
-        note = boot()
-        if note:
-            console.print(f"[yellow]{note}[/]")
-        from workbench.engine.train import run_training
+            note = boot()
+            if note:
+                console.print(f"[yellow]{note}[/]")
+            from workbench.engine.train import run_training
 
         stopping_said = False
 
@@ -154,7 +173,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                 console.print(fmt.status_line(event))
 
         try:
-            done, _ = run_training(config, run, emit, stop, resume=args.resume)
+            if plan.world > 1 or args.nproc is not None:
+                done = _train_on_ranks(plan, config, run, emit, stop, args.resume, console)
+            else:
+                done, _ = run_training(config, run, emit, stop, resume=args.resume)
         except KeyboardInterrupt:
             console.print("[red]Aborted; the newest complete checkpoint is kept.[/]")
             return EXIT_INTERRUPTED
@@ -165,6 +187,113 @@ def cmd_train(args: argparse.Namespace) -> int:
     if done.status == "stopped":
         return EXIT_INTERRUPTED
     return EXIT_USAGE if done.error_type in ("config", "data", "resume_config") else EXIT_FAILED
+
+
+def _gpus_arg(value: str) -> int | list[int] | Literal["all"]:
+    if value == "all":
+        return "all"
+    if "," in value:
+        return [int(part) for part in value.split(",") if part.strip()]
+    return int(value)
+
+
+def _launch_plan(args: argparse.Namespace, config: RunConfig) -> Any:
+    """How many ranks, on which devices: --nproc N (CPU ranks over gloo), else training.gpus against the
+    GPUs NVML sees. None (after saying why) when the machine cannot run it."""
+    from workbench.distributed import LaunchError, LaunchPlan, resolve_gpus
+
+    nodes = dict(nnodes=args.nnodes, node_rank=0, rdzv_endpoint=args.rdzv or "", strategy=config.training.strategy)
+    if args.nnodes > 1 and not args.rdzv:
+        _err("--nnodes > 1 needs --rdzv HOST:PORT (a port on node 0 that every node reaches)")
+        return None
+    if args.nproc is not None:
+        if args.nproc < 1:
+            _err("--nproc must be at least 1")
+            return None
+        return LaunchPlan(nproc_per_node=args.nproc, **nodes)
+    if config.training.gpus == 1:
+        return LaunchPlan(nproc_per_node=1, gpu_ids=[0], **nodes)
+    from workbench.gpu import sample_gpus
+
+    gpus, _why = sample_gpus()
+    try:
+        ids = resolve_gpus(config.training.gpus, len(gpus))
+    except LaunchError as exc:
+        _err(f"{exc} (or --nproc N for CPU ranks)")
+        return None
+    return LaunchPlan(nproc_per_node=len(ids), gpu_ids=ids, **nodes)
+
+
+def _write_run_config(config: RunConfig, run_dir: str, resume: bool) -> None:
+    from workbench.config import save_config
+    from workbench.distributed import LAUNCH_CONFIG
+    from workbench.runs import RunDir
+
+    path = Path(run_dir)
+    run = RunDir(path) if resume and path.is_dir() else RunDir.create(path.parent, path.name)
+    save_config(config, run.path / LAUNCH_CONFIG)
+
+
+def _train_on_ranks(plan: Any, config: RunConfig, run: Any, emit: Callable[[Any], None], stop: threading.Event,
+                    resume: bool, console: Any) -> Any:
+    """The run on several ranks: torchrun in a session of its own (Ctrl-C reaches this process only, which
+    asks the ranks to stop at a step boundary), rank 0's events followed as they are written. A run whose
+    ranks end without a Done (a rank killed, NCCL gone) is marked failed with the last lines of the rank
+    logs; the newest complete checkpoint stays the newest."""
+    import subprocess
+
+    from workbench.config import save_config
+    from workbench.distributed import LAUNCH_CONFIG, STOP_REQUEST
+    from workbench.protocol import Done
+
+    save_config(config, run.path / LAUNCH_CONFIG)
+    (run.path / STOP_REQUEST).unlink(missing_ok=True)
+    logs = run.path / "ranks"
+    command = plan.command(str(run.path), resume=resume)
+    command[4:4] = [f"--log-dir={logs}", "--redirects=3"]  # after --nproc-per-node: one log pair per rank
+    console.print(f"[dim]{plan.world} rank{'s' if plan.world > 1 else ''} "
+                  f"({'CPU, gloo' if plan.cpu else 'GPU ' + ','.join(map(str, plan.gpu_ids))}): "
+                  f"{' '.join(command)}[/]")
+    seen = len(list(run.iter_events()))
+    proc = subprocess.Popen(command, env={**os.environ, **plan.env()}, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done: Any = None
+    asked = False
+    while True:
+        if stop.is_set() and not asked:
+            (run.path / STOP_REQUEST).write_text("stop", encoding="utf-8")
+            asked = True
+        events = list(run.iter_events())
+        for event in events[seen:]:
+            emit(event)
+            if isinstance(event, Done):
+                done = event
+        seen = len(events)
+        if proc.poll() is not None:
+            break
+        time.sleep(0.3)
+    (run.path / STOP_REQUEST).unlink(missing_ok=True)
+    if proc.returncode != 0 and done is not None and done.status == "failed":
+        from rich.markup import escape
+
+        console.print(f"[red]A rank ended with an error (torchrun exit {proc.returncode}).[/] Last lines of the "
+                      f"ranks: {escape(_rank_log_tail(logs))}")
+    if done is None:
+        last = _rank_log_tail(logs)
+        done = Done(run=run.name, status="failed", step=0, total_steps=config.training.max_steps,
+                    message=f"A rank ended without finishing the run (torchrun exit {proc.returncode}); the newest "
+                            f"complete checkpoint is kept. Last lines: {last}", error_type="rank")
+        run.append(done)
+    return done
+
+
+def _rank_log_tail(logs: Path, lines: int = 4) -> str:
+    tails = []
+    for log in sorted(logs.glob("**/stderr.log")) + sorted(logs.glob("**/stdout.log")):
+        text = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+        if text:
+            tails.append(f"[{log.parent.name}] " + " | ".join(text[-lines:]))
+    return " ".join(tails)[-1500:] or "(no rank wrote a log)"
 
 
 # ------------------------------------------------------------------------------------------ export
@@ -481,6 +610,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint")
     tr.add_argument("--skip-bad-rows", action="store_true", help="train on the valid rows when some are invalid")
     tr.add_argument("--max-steps", type=int, help="override training.max_steps")
+    tr.add_argument("--gpus", help="override training.gpus: a count, a list (0,1) or all; more than one runs "
+                    "one rank per GPU under torchrun")
+    tr.add_argument("--strategy", choices=["ddp", "fsdp2"], help="override training.strategy")
+    tr.add_argument("--nproc", type=int, help="N ranks on the CPU over gloo through the same launcher (no GPU "
+                    "needed; for trying the path)")
+    tr.add_argument("--nnodes", type=int, default=1, help="nodes of a multi-node run (with --print-launch)")
+    tr.add_argument("--rdzv", help="HOST:PORT of the rendezvous on node 0 (multi-node)")
+    tr.add_argument("--print-launch", action="store_true", help="print the exact command for each node and "
+                    "exit (writes the run's config.toml when --run-dir is given)")
     ev = sub.add_parser("eval", help="summarize held-out rows with a run's weights (and the base model) and score them")
     ev.add_argument("--run", required=True, help="the run's folder")
     ev.add_argument("--rows", type=int, help="held-out rows to use (default: the config's eval.rows; 0: all)")

@@ -195,6 +195,22 @@ class TrainingSection(_Section):
     """Keep at most this many checkpoints (oldest removed first); 0 keeps all."""
     auto_retry_oom: bool = False
     """On CUDA out-of-memory, retry with half the micro-batch and double accumulation (up to 3 times)."""
+    gpus: int | list[int] | Literal["all"] = 1
+    """GPUs to train on: a count, a list of indices, or all; more than one runs one rank per GPU under torchrun (effective batch x GPUs)."""
+    strategy: Literal["ddp", "fsdp2"] = "ddp"
+    """With several GPUs: ddp (a copy of the model per GPU) or fsdp2 (weights sharded across GPUs, 4-bit included)."""
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpus(cls, value: int | list[int] | str) -> int | list[int] | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be at least 1 (or a list of GPU indices, or \"all\")")
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("lists no GPU")
+            if any(i < 0 for i in value) or len(set(value)) != len(value):
+                raise ValueError("needs distinct GPU indices from 0")
+        return value
 
 
 class OutputSection(_Section):

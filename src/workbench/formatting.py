@@ -100,7 +100,7 @@ def checkpoint_line(e: Checkpoint) -> str:
 
 
 def status_line(e: Status) -> str:
-    return f"[dim]{e.message}[/]"
+    return f"[dim]{escape(e.message)}[/]"
 
 
 def paused_phase(e: Paused) -> str:
@@ -138,7 +138,8 @@ def start_line(e: TrainStart) -> str:
 
 
 def done_line(e: Done) -> str:
-    return f"[{DONE_COLOURS[e.status]}]{e.status}[/] at step {e.step}/{e.total_steps}: {e.message}"
+    # Escaped: a message may quote a library's error with [brackets] (gloo's "[.../pair.cc:561]").
+    return f"[{DONE_COLOURS[e.status]}]{e.status}[/] at step {e.step}/{e.total_steps}: {escape(e.message)}"
 
 
 def memory_report(m: Memory) -> str:

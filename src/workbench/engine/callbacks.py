@@ -127,6 +127,33 @@ class StepClock(TrainerCallback):  # type: ignore[misc]
         self.first_step_done = True
 
 
+def agreed(device: Any, *flags: bool) -> tuple[bool, ...]:
+    """Each flag true on any rank, for every rank (one small all-reduce per optimizer step)."""
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.tensor([1 if f else 0 for f in flags], device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tuple(bool(v) for v in tensor.tolist())
+
+
+def summed(device: Any, value: Any) -> Any:
+    """`value` (a number or a 0-d tensor) summed over the ranks."""
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.as_tensor(value, dtype=torch.float64, device=device).clone().reshape(1)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return float(tensor.item())
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 class StepGuard(TrainerCallback):  # type: ignore[misc]
     def __init__(self, trainer: Any, stop: threading.Event, progress: RunProgress) -> None:
         self.trainer, self.stop, self.progress = trainer, stop, progress
@@ -138,12 +165,16 @@ class StepGuard(TrainerCallback):  # type: ignore[misc]
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         bad = self.trainer.wb_nonfinite
-        if bad is not None:
-            self.trainer.wb_nonfinite = None
-            if bool(bad):  # one device synchronisation per optimizer step
-                self.fail(control, f"the loss became NaN or infinite at step {state.global_step}")
-                return
-        if self.stop.is_set():
+        self.trainer.wb_nonfinite = None
+        nonfinite = bad is not None and bool(bad)  # one device synchronisation per optimizer step
+        asked = self.stop.is_set()
+        if args.world_size > 1:  # every rank takes the same decision at the same step, or DDP hangs
+            nonfinite, asked = agreed(args.device, nonfinite, asked)
+        if nonfinite:
+            self.fail(control, f"the loss became NaN or infinite at step {state.global_step}")
+            return
+        if asked:
+            self.stop.set()
             control.should_training_stop = True
             control.should_save = True
 
@@ -191,6 +222,8 @@ class StepReporter(TrainerCallback):  # type: ignore[misc]
         loss, grad_norm = logs.get("loss"), logs.get("grad_norm")
         # Our own count (TRL's num_tokens is missing under unsloth); a resumed run counts from the resume.
         counted = self.trainer.wb_tokens
+        if counted is not None and args.world_size > 1:
+            counted = summed(args.device, counted)  # tokens/s and MFU count every rank
         tokens = float(counted) if counted is not None else float(logs.get("num_tokens") or 0.0)
         tps = self._tokens_per_s(tokens, now)
         step, total = state.global_step, state.max_steps
@@ -204,7 +237,8 @@ class StepReporter(TrainerCallback):  # type: ignore[misc]
             epoch=logs.get("epoch"),
             tokens=int(tokens),
             tokens_per_s=tps,
-            mfu=mfu(tps, self.flops_per_token, self.peak_tflops) if tps and self.peak_tflops else None,
+            mfu=mfu(tps, self.flops_per_token, self.peak_tflops * args.world_size)
+            if tps and self.peak_tflops else None,
             elapsed_s=self.progress.elapsed(now),
             eta_s=self.progress.eta(step, total),
         ))
@@ -244,7 +278,9 @@ class CheckpointMarker(TrainerCallback):  # type: ignore[misc]
 
     def on_save(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if path.is_dir():
+        if args.world_size > 1:
+            barrier()  # every rank's part of the checkpoint (its RNG state) is written before the mark
+        if path.is_dir() and args.process_index == 0:
             # Written after everything else in the folder: a checkpoint cut short by a crash has none.
             (path / COMPLETE_MARKER).write_text(str(state.global_step), encoding="utf-8")
             self.emit(Checkpoint(run=self.run_name, step=state.global_step, path=str(path)))

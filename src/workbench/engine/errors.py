@@ -97,5 +97,15 @@ def explain(
             "4-bit loading needs an NVIDIA GPU with bitsandbytes.",
             "Turn off model.load_in_4bit on a machine without a GPU.",
         )
+    lowered = text.lower()
+    if "connection closed by peer" in lowered or "connection reset by peer" in lowered or (
+            "nccl" in lowered and ("remote process exited" in lowered or "unhandled system error" in lowered)):
+        return Explained("rank", "Another rank of this run stopped (killed, crashed or out of memory), so this "
+                         "one could not go on.", "The newest complete checkpoint is kept: resume continues from "
+                         "it. Each rank's output is in the run's ranks/ folder.")
+    if "watchdog caught collective operation timeout" in lowered or ("nccl" in lowered and "timeout" in lowered):
+        return Explained("rank", "The GPUs stopped hearing from each other (an NCCL timeout): one rank hung or "
+                         "fell far behind.", "The newest complete checkpoint is kept. Check each rank's output in "
+                         "the run's ranks/ folder, and uneven free memory across the GPUs (`workbench gpus`).")
     first = text.strip().splitlines()[0] if text.strip() else name
     return Explained("internal", f"{name}: {first}", "The engine log has the details (Train pane: log lines).")

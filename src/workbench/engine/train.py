@@ -22,7 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from workbench import data as wbdata
-from workbench import fingerprint, packing
+from workbench import distributed, fingerprint, packing
 from workbench.config import (
     IGNORED_ON_RESUME,
     RESUMABLE_FIELDS,
@@ -269,11 +269,15 @@ class Session:
         self.config, self.run, self.stop, self.pause = config, run, stop, pause
         self._emit, self._status = emit, status
         self.started = time.time()
+        self.main = distributed.current().is_main
+        """Rank 0 (or the only process): it alone writes the run's files and reports."""
         self.batch = config.training.per_device_train_batch_size
         self.accum = config.training.gradient_accumulation_steps
         self.progress = RunProgress()
 
     def out(self, event: Event) -> None:
+        if not self.main:
+            return
         event.run = self.run.name
         self.run.append(event)
         self._emit(event)
@@ -374,7 +378,8 @@ def record_fingerprint(session: Session, loaded: Loaded, resume: bool) -> None:
     another tokenizer or template than the run started with is refused, saying what differs."""
     if resume:
         check_same_prompts(session.run.path, loaded.tokenizer, session.config, "the tokenizer loaded now")
-    fingerprint.save(run_fingerprint(loaded.tokenizer, session.config), session.run.path)
+    if session.main:
+        fingerprint.save(run_fingerprint(loaded.tokenizer, session.config), session.run.path)
 
 
 def build_trainer(session: Session, loaded: Loaded, plan: Plan) -> Any:
@@ -404,7 +409,7 @@ def announce_start(session: Session, plan: Plan, trainer: Any) -> None:
         session.say(f"Resuming {session.run.name} from {plan.checkpoint.name} (step {start_step} of {total}).")
     session.out(TrainStart(
         total_steps=total, start_step=start_step, run_dir=str(session.run.path), train_rows=len(plan.data.train),
-        eval_rows=len(plan.data.eval), effective_batch=session.batch * session.accum, trainable_params=plan.trainable,
+        eval_rows=len(plan.data.eval), effective_batch=session.batch * session.accum * distributed.current().world, trainable_params=plan.trainable,
         total_params=plan.total_params, flops_per_token=plan.flops_per_token, peak_tflops=plan.peak_tflops,
         data_fingerprint=plan.data.fingerprint, attention=plan.attention.path if plan.attention else "",
         packed_rows=plan.packed.rows if plan.packed is not None else None))
@@ -461,6 +466,8 @@ def finish(session: Session, loaded: Loaded, plan: Plan, trainer: Any) -> Done:
         loaded.adapter_path = str(newest) if newest is not None else None  # what the weights in memory equal
         return session.done("stopped", f"Stopped at step {step}; checkpoint saved. Resume continues from here.",
                             step, total)
+    if not session.main:
+        return session.done("completed", "Training finished (rank 0 saves the adapter).", step, total)
     session.say("Saving the LoRA adapter…")
     adapter = write_run_adapter(loaded, session.run, session.config)
     best = session.progress.best
@@ -490,7 +497,8 @@ def run_training(
     While it trains, the run's engine.json names this process (and the socket a UI re-attaches to, when
     an engine serves one): `workbench runs` and `attach` tell a live run from an interrupted one by it."""
     session = Session(config, run, emit, stop, status, pause)
-    run.write_engine_info(os.getpid(), socket_path)
+    if session.main:
+        run.write_engine_info(os.getpid(), socket_path)
     step = total = 0
     try:
         if resume:
@@ -498,7 +506,8 @@ def run_training(
             if changes:
                 session.say("Resuming with changed settings: " + "; ".join(changes) + ".")
             session.progress.elapsed_before = previous_elapsed(run)
-        save_config(session.config, run.config_path)
+        if session.main:
+            save_config(session.config, run.config_path)
         total = session.config.training.max_steps
         loaded = setup_model(session, loaded)
         prepared = setup_data(session, loaded)
@@ -517,7 +526,8 @@ def run_training(
                       seq=config.model.max_seq_length)
         done = session.done("failed", f"{why.message} {why.hint}".strip(), step, total, error_type=why.type)
     finally:
-        run.clear_engine_info()
+        if session.main:
+            run.clear_engine_info()
     session.out(done)
     return done, loaded
 

@@ -519,6 +519,8 @@ class ConfigPane(Vertical):
         annotation = info.annotation
         if typing.get_origin(annotation) is list:
             return [part.strip() for part in raw.split(",")]
+        if "," in raw and any(typing.get_origin(a) is list for a in typing.get_args(annotation)):
+            return [part.strip() for part in raw.split(",") if part.strip()]  # training.gpus = 0,1
         if raw.strip() == "" and type(None) in typing.get_args(annotation):
             return None
         return raw.strip() if annotation is not str else raw

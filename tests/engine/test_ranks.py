@@ -1,0 +1,168 @@
+"""Training on several ranks through the real launcher (torchrun), on the CPU: unsloth's CPU backend runs DDP
+over gloo. `workbench train --nproc 2` is the path a multi-GPU run takes, with CPU ranks instead of GPUs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from workbench.config import load_config, save_config
+from workbench.protocol import Checkpoint, Done, Log, TrainStart
+from workbench.runs import COMPLETE_MARKER, RunDir
+
+pytestmark = pytest.mark.engine
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def small_config(tmp_path: Path, batch: int, steps: int, name: str, save_steps: int = 20) -> Path:
+    config = load_config(ROOT / "configs" / "demo.toml")
+    config.data.eval_fraction = 0.0
+    config.data.max_rows = 32
+    config.training.max_steps = steps
+    config.training.per_device_train_batch_size = batch
+    config.training.gradient_accumulation_steps = 1
+    config.training.warmup_steps = 0
+    config.training.save_steps = save_steps
+    config.eval.generate_steps = 0
+    path = tmp_path / f"{name}.toml"
+    save_config(config, path)
+    return path
+
+
+def workbench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def losses(run: RunDir) -> dict[int, float]:
+    return {e.step: e.loss for e in run.iter_events() if isinstance(e, Log) and e.loss is not None}
+
+
+def wait_for_step(run: RunDir, step: int, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(s >= step for s in losses(run)):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"no step {step} within {timeout} s")
+
+
+def test_two_cpu_ranks_train_as_one_rank_with_the_same_global_batch(tmp_path):
+    one, two = RunDir(tmp_path / "one"), RunDir(tmp_path / "two")
+    single = workbench("train", "--config", str(small_config(tmp_path, 4, 3, "b4")), "--run-dir", str(one.path))
+    assert single.returncode == 0, single.stdout[-2000:] + single.stderr[-2000:]
+    ranks = workbench("train", "--config", str(small_config(tmp_path, 2, 3, "b2")), "--run-dir", str(two.path),
+                      "--nproc", "2")
+    assert ranks.returncode == 0, ranks.stdout[-2000:] + ranks.stderr[-2000:]
+    assert "2 ranks (CPU, gloo)" in ranks.stdout and "completed at step 3/3" in ranks.stdout
+    # The same samples per step, split over two ranks: the same losses (DDP averages the gradients).
+    assert losses(two) == pytest.approx(losses(one), rel=1e-4)
+    events = list(two.iter_events())
+    # Rank 0 alone writes: one start, one log per step, one end.
+    assert sum(isinstance(e, TrainStart) for e in events) == 1
+    assert sorted(e.step for e in events if isinstance(e, Log)) == [1, 2, 3]
+    assert sum(isinstance(e, Done) for e in events) == 1
+    start = next(e for e in events if isinstance(e, TrainStart))
+    assert start.effective_batch == 4  # 2 per rank x 2 ranks
+    assert (two.adapter_dir / "adapter_model.safetensors").exists()
+    assert all((p / COMPLETE_MARKER).exists() for _, p in two.checkpoints())
+    assert len(list((two.path / "ranks").glob("**/0/stdout.log"))) == 1  # each rank's output kept
+
+
+def test_a_stop_reaches_every_rank_and_the_run_resumes(tmp_path):
+    run = RunDir(tmp_path / "stopped")
+    config = small_config(tmp_path, 2, 40, "long")
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "train", "--config", str(config), "--run-dir",
+                             str(run.path), "--nproc", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=ROOT)
+    try:
+        wait_for_step(run, 2)
+        proc.send_signal(signal.SIGINT)  # as Ctrl-C: the launcher asks the ranks to stop
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130 or "stopped" in out, out[-2000:]
+    done = [e for e in run.iter_events() if isinstance(e, Done)]
+    assert [d.status for d in done] == ["stopped"], out[-2000:]
+    step = done[0].step
+    assert 2 <= step < 40
+    marked = [s for s, p in run.checkpoints() if (p / COMPLETE_MARKER).exists()]
+    assert step in marked, (step, marked)  # both ranks stopped at that step and it was saved
+    resumed = workbench("train", "--config", str(config), "--run-dir", str(run.path), "--nproc", "2", "--resume",
+                        "--max-steps", str(step + 2))
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert f"completed at step {step + 2}/{step + 2}" in resumed.stdout
+
+
+def test_a_rank_killed_marks_the_run_failed_and_keeps_the_checkpoint(tmp_path):
+    run = RunDir(tmp_path / "killed")
+    config = small_config(tmp_path, 2, 60, "kill", save_steps=2)
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "train", "--config", str(config), "--run-dir",
+                             str(run.path), "--nproc", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd=ROOT)
+    try:
+        wait_for_step(run, 3)
+        victims = rank_pids(run.path)
+        assert len(victims) == 2, victims
+        os.kill(int(max(victims, key=int)), signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = [e for e in run.iter_events() if isinstance(e, Done)]
+    assert [d.status for d in done] == ["failed"], out[-2000:]
+    assert proc.returncode != 0
+    assert "A rank ended" in out + done[0].message, out[-2000:]
+    assert not run.adapter_dir.exists()
+    newest = run.newest_checkpoint()  # only complete checkpoints count
+    assert newest is not None and (newest / COMPLETE_MARKER).exists()
+    assert any(isinstance(e, Checkpoint) for e in run.iter_events())
+
+
+def rank_pids(run_dir: Path) -> list[str]:
+    """The rank processes of a run (not torchrun itself, whose command line names the module too)."""
+    found = subprocess.run(["pgrep", "-f", f"workbench.engine.rank {run_dir}"], capture_output=True, text=True)
+    pids = []
+    for pid in found.stdout.split():
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"torch.distributed.run" not in cmdline:
+            pids.append(pid)
+    return pids
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_two_nodes_on_one_machine_from_print_launch(tmp_path):
+    """`--print-launch` prints one command per node; both started here (two launcher agents, one rank
+    each, rendezvous on localhost) train the run together."""
+    run_dir = tmp_path / "nodes"
+    config = small_config(tmp_path, 2, 2, "nodes")
+    printed = workbench("train", "--config", str(config), "--run-dir", str(run_dir), "--nproc", "1", "--nnodes", "2",
+                        "--rdzv", f"127.0.0.1:{free_port()}", "--print-launch")
+    assert printed.returncode == 0, printed.stderr
+    commands = [line for line in printed.stdout.splitlines() if line and not line.startswith("#")]
+    assert len(commands) == 2 and "--node-rank=0" in commands[0] and "--node-rank=1" in commands[1]
+    assert (run_dir / "launch.toml").exists()
+    agents = [subprocess.Popen(["bash", "-c", line.replace("python ", f"{sys.executable} ", 1)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for line in commands]
+    outputs = [a.communicate(timeout=400)[0] for a in agents]
+    assert [a.returncode for a in agents] == [0, 0], [o[-1500:] for o in outputs]
+    run = RunDir(run_dir)
+    assert [d.status for d in run.iter_events() if isinstance(d, Done)] == ["completed"]
+    assert sorted(losses(run)) == [1, 2]

@@ -1,0 +1,64 @@
+"""Which GPUs a config asks for, and the torchrun commands that start its ranks (no torch needed)."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from workbench.distributed import LaunchError, LaunchPlan, Topology, launch_lines, resolve_gpus
+
+
+def test_a_count_a_list_and_all():
+    assert resolve_gpus(2, 4) == [0, 1]
+    assert resolve_gpus([1, 3], 4) == [1, 3]
+    assert resolve_gpus("all", 3) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(("spec", "available", "says"), [
+    (4, 2, "training.gpus = 4, but this machine has 2 NVIDIA GPUs"),
+    (2, 1, "has 1 NVIDIA GPU"),
+    ([0, 5], 2, "no GPU 5 on this machine (it has 2: 0-1)"),
+    ("all", 0, "has no NVIDIA GPU"),
+    ([0], 0, "has no NVIDIA GPU"),
+])
+def test_gpus_the_machine_lacks_are_named(spec, available, says):
+    with pytest.raises(LaunchError, match=says.replace("(", r"\(").replace(")", r"\)")):
+        resolve_gpus(spec, available)
+
+
+def test_one_node_is_standalone_and_names_its_gpus():
+    plan = LaunchPlan(nproc_per_node=2, gpu_ids=[2, 3], strategy="fsdp2")
+    command = plan.command("/runs/a", resume=True, python="python")
+    assert command[:4] == ["python", "-m", "torch.distributed.run", "--nproc-per-node=2"]
+    assert "--standalone" in command and command[-3:] == ["workbench.engine.rank", "/runs/a", "--resume"]
+    assert plan.env() == {"CUDA_VISIBLE_DEVICES": "2,3", "WORKBENCH_STRATEGY": "fsdp2", "UNSLOTH_FSDP2": "1"}
+    assert plan.world == 2 and not plan.cpu
+
+
+def test_cpu_ranks_hide_the_gpus():
+    plan = LaunchPlan(nproc_per_node=2)
+    assert plan.cpu and plan.env()["CUDA_VISIBLE_DEVICES"] == ""
+
+
+def test_print_launch_gives_each_node_its_rank_and_the_same_rendezvous():
+    plan = LaunchPlan(nproc_per_node=4, gpu_ids=[0, 1, 2, 3], nnodes=2, rdzv_endpoint="10.0.0.1:29500")
+    lines = launch_lines(plan, "/shared/runs/big")
+    assert len(lines) == 2
+    for node, text in enumerate(lines):
+        header, command = text.splitlines()
+        assert header == f"# node {node} of 2"
+        words = shlex.split(command)
+        assert f"--node-rank={node}" in words and "--nnodes=2" in words
+        assert "--rdzv-endpoint=10.0.0.1:29500" in words and "--standalone" not in words
+        assert words[-1] == "/shared/runs/big" and "CUDA_VISIBLE_DEVICES=0,1,2,3" in words
+
+
+def test_topology_from_torchruns_environment(monkeypatch):
+    monkeypatch.setenv("RANK", "3")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    from workbench.distributed import current
+
+    assert current() == Topology(rank=3, local_rank=1, world=4)
+    assert not current().is_main and current().distributed
