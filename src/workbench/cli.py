@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
 
@@ -174,7 +174,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         try:
             if plan.world > 1 or args.nproc is not None:
-                done = _train_on_ranks(plan, config, run, emit, stop, args.resume, console)
+                from workbench.rank_launcher import train_on_ranks
+
+                done = train_on_ranks(plan, config, run, emit, stop, resume=args.resume)
             else:
                 done, _ = run_training(config, run, emit, stop, resume=args.resume)
         except KeyboardInterrupt:
@@ -232,68 +234,6 @@ def _write_run_config(config: RunConfig, run_dir: str, resume: bool) -> None:
     path = Path(run_dir)
     run = RunDir(path) if resume and path.is_dir() else RunDir.create(path.parent, path.name)
     save_config(config, run.path / LAUNCH_CONFIG)
-
-
-def _train_on_ranks(plan: Any, config: RunConfig, run: Any, emit: Callable[[Any], None], stop: threading.Event,
-                    resume: bool, console: Any) -> Any:
-    """The run on several ranks: torchrun in a session of its own (Ctrl-C reaches this process only, which
-    asks the ranks to stop at a step boundary), rank 0's events followed as they are written. A run whose
-    ranks end without a Done (a rank killed, NCCL gone) is marked failed with the last lines of the rank
-    logs; the newest complete checkpoint stays the newest."""
-    import subprocess
-
-    from workbench.config import save_config
-    from workbench.distributed import LAUNCH_CONFIG, STOP_REQUEST
-    from workbench.protocol import Done
-
-    save_config(config, run.path / LAUNCH_CONFIG)
-    (run.path / STOP_REQUEST).unlink(missing_ok=True)
-    logs = run.path / "ranks"
-    command = plan.command(str(run.path), resume=resume)
-    command[4:4] = [f"--log-dir={logs}", "--redirects=3"]  # after --nproc-per-node: one log pair per rank
-    console.print(f"[dim]{plan.world} rank{'s' if plan.world > 1 else ''} "
-                  f"({'CPU, gloo' if plan.cpu else 'GPU ' + ','.join(map(str, plan.gpu_ids))}): "
-                  f"{' '.join(command)}[/]")
-    seen = len(list(run.iter_events()))
-    proc = subprocess.Popen(command, env={**os.environ, **plan.env()}, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    done: Any = None
-    asked = False
-    while True:
-        if stop.is_set() and not asked:
-            (run.path / STOP_REQUEST).write_text("stop", encoding="utf-8")
-            asked = True
-        events = list(run.iter_events())
-        for event in events[seen:]:
-            emit(event)
-            if isinstance(event, Done):
-                done = event
-        seen = len(events)
-        if proc.poll() is not None:
-            break
-        time.sleep(0.3)
-    (run.path / STOP_REQUEST).unlink(missing_ok=True)
-    if proc.returncode != 0 and done is not None and done.status == "failed":
-        from rich.markup import escape
-
-        console.print(f"[red]A rank ended with an error (torchrun exit {proc.returncode}).[/] Last lines of the "
-                      f"ranks: {escape(_rank_log_tail(logs))}")
-    if done is None:
-        last = _rank_log_tail(logs)
-        done = Done(run=run.name, status="failed", step=0, total_steps=config.training.max_steps,
-                    message=f"A rank ended without finishing the run (torchrun exit {proc.returncode}); the newest "
-                            f"complete checkpoint is kept. Last lines: {last}", error_type="rank")
-        run.append(done)
-    return done
-
-
-def _rank_log_tail(logs: Path, lines: int = 4) -> str:
-    tails = []
-    for log in sorted(logs.glob("**/stderr.log")) + sorted(logs.glob("**/stdout.log")):
-        text = log.read_text(encoding="utf-8", errors="replace").strip().splitlines()
-        if text:
-            tails.append(f"[{log.parent.name}] " + " | ".join(text[-lines:]))
-    return " ".join(tails)[-1500:] or "(no rank wrote a log)"
 
 
 # ------------------------------------------------------------------------------------------ export

@@ -180,6 +180,9 @@ class Train(Args, Expects[TrainStarted]):
     resume: bool = False
     run_dir: str | None = None
     """The run to resume (or the folder of a new run); default: a new folder under output.runs_dir."""
+    cpu_ranks: int | None = Field(None, ge=1, le=64)
+    """Train on this many CPU ranks over gloo through the multi-GPU launcher (`workbench train --nproc`):
+    for trying that path without GPUs."""
 
 
 class Stopping(Answer):

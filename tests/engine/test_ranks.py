@@ -166,3 +166,30 @@ def test_two_nodes_on_one_machine_from_print_launch(tmp_path):
     run = RunDir(run_dir)
     assert [d.status for d in run.iter_events() if isinstance(d, Done)] == ["completed"]
     assert sorted(losses(run)) == [1, 2]
+
+
+def test_the_engine_runs_a_run_on_ranks_and_stops_it(engine, tmp_path):
+    """The TUI's path: `Train` with ranks starts torchrun from the engine; the events of rank 0 reach the
+    client; Stop reaches every rank; chat, pause and probes wait for the run to end; training.gpus the
+    machine lacks is refused at once, naming the field."""
+    from tests.engine.test_engine import wait_done
+    from workbench import requests as rq
+    from workbench.client import EngineError
+
+    config = load_config(small_config(tmp_path, 2, 40, "engine"))
+    config.output.runs_dir = str(tmp_path / "runs")
+    with pytest.raises(EngineError, match=r"training\.gpus = 8"):
+        lacking = config.model_copy(deep=True)
+        lacking.training.gpus = 8
+        engine.call(rq.Train(config=lacking), timeout=60)
+    started = engine.call(rq.Train(config=config, cpu_ranks=2), timeout=60)
+    run = RunDir(started.run_dir)
+    wait_for_step(run, 1)
+    with pytest.raises(EngineError, match="2 ranks"):
+        engine.call(rq.Pause(), timeout=30)
+    assert engine.call(rq.Stop(), timeout=30).stopping
+    done = wait_done(engine, started.run_dir, timeout=300)
+    assert done.status == "stopped" and done.step >= 1
+    streamed = [e for e in list(engine.events) if isinstance(e, Log) and e.run == run.name]
+    assert streamed and len({e.step for e in streamed}) == len(streamed)  # rank 0's, once each
+    assert run.newest_checkpoint() is not None

@@ -70,6 +70,8 @@ class TrainingJob:
     stop: threading.Event
     thread: threading.Thread
     pause: PauseControl
+    ranks: int = 1
+    """Processes training it: more than one under torchrun (no pause or probes there)."""
 
 
 class DataCache:
@@ -422,6 +424,7 @@ class Engine:
         from workbench.engine.train import check_resume, run_training
 
         config = args.config
+        plan = self._launch_plan(args)  # refused before anything is claimed or written
         self._claim("training")
         try:
             run = self._run_dir(args)
@@ -437,15 +440,47 @@ class Engine:
             try:
                 self.set_state("training", run.name)
                 self.fast_chat.drop()  # its weights would go stale, and its memory is the run's
-                _done, self.loaded = run_training(config, run, self.emit, stop, resume=args.resume,
-                                                  loaded=self.loaded, socket_path=self.socket_path, pause=pause)
+                if plan is None:
+                    _done, self.loaded = run_training(config, run, self.emit, stop, resume=args.resume,
+                                                      loaded=self.loaded, socket_path=self.socket_path, pause=pause)
+                else:
+                    self._train_on_ranks(plan, config, run, stop, args.resume)
             finally:
                 self._release()
 
         thread = threading.Thread(target=work, name="train", daemon=True)
-        self.job = TrainingJob(run, config, stop, thread, pause)
+        self.job = TrainingJob(run, config, stop, thread, pause, ranks=plan.world if plan else 1)
         self.job.thread.start()
         return rq.TrainStarted(run=run.name, run_dir=str(run.path))
+
+    def _launch_plan(self, args: rq.Train) -> Any:
+        """None for a run on this process; else how its ranks start (CPU ranks asked for, or more than one GPU
+        in training.gpus, checked against the GPUs NVML sees: a request the machine cannot run is refused)."""
+        from workbench.distributed import LaunchError, LaunchPlan, resolve_gpus
+
+        strategy = args.config.training.strategy
+        if args.cpu_ranks is not None:
+            return LaunchPlan(nproc_per_node=args.cpu_ranks, strategy=strategy)
+        if args.config.training.gpus == 1:
+            return None
+        from workbench.gpu import sample_gpus
+
+        gpus, _why = sample_gpus()
+        try:
+            ids = resolve_gpus(args.config.training.gpus, len(gpus))
+        except LaunchError as exc:
+            raise UserError("config", str(exc), "Change training.gpus in the Config pane.") from None
+        return LaunchPlan(nproc_per_node=len(ids), gpu_ids=ids, strategy=strategy) if len(ids) > 1 else None
+
+    def _train_on_ranks(self, plan: Any, config: RunConfig, run: RunDir, stop: threading.Event, resume: bool) -> None:
+        """The run under torchrun: the engine's own model goes first (rank 0 needs GPU 0's memory), then the
+        ranks' events are passed on as rank 0 writes them."""
+        from workbench.engine.model import release_memory
+        from workbench.rank_launcher import train_on_ranks
+
+        self.loaded = None
+        release_memory()
+        train_on_ranks(plan, config, run, self.emit, stop, resume=resume)
 
     def _recorder(self, run: RunDir) -> Callable[[Event], None]:
         """An event of the run: into its events.jsonl and to the client; the engine's state follows a pause."""
@@ -462,6 +497,9 @@ class Engine:
     def pause(self, args: rq.Pause, rid: str) -> rq.Pausing:
         if self.job is None or not self.training:
             return rq.Pausing(pausing=False)
+        if self.job.ranks > 1:
+            raise UserError("ranks", "Pause, probes and the quick eval are for runs on one process; this run has "
+                            f"{self.job.ranks} ranks.", "Stop it (a checkpoint is saved) and chat with that.")
         self.job.pause.request()
         return rq.Pausing(pausing=True)
 
@@ -474,6 +512,9 @@ class Engine:
         """The training run, paused (asked to pause now if it was not): a probe's model."""
         job = self.job
         assert job is not None
+        if job.ranks > 1:
+            raise UserError("ranks", f"This run trains on {job.ranks} ranks: chat and the quick eval answer from a "
+                            "run on one process, or after it ends.", "Stop the run (a checkpoint is saved), then chat.")
         if not job.pause.paused:
             job.pause.request()
             self.say("Pausing training at the next step boundary to answer with the live adapter…")
