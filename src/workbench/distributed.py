@@ -15,6 +15,14 @@ import os
 import shlex
 import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from workbench.gpu import GpuSnapshot
+
+GIB = 1024**3
+UNEVEN = 0.2
+"""Free memory differing by more than this share of the largest between the GPUs of a run: said."""
 
 LAUNCH_CONFIG = "launch.toml"
 """The config the launcher hands its ranks (rank 0 checks a resume against the run's config.toml with it,
@@ -126,3 +134,35 @@ def launch_lines(plan: LaunchPlan, run_dir: str, resume: bool = False) -> list[s
         command = " ".join(shlex.quote(a) for a in node_plan.command(run_dir, resume, python="python"))
         lines.append(f"# node {node} of {plan.nnodes}\n{env} {command}")
     return lines
+
+
+@dataclass(frozen=True)
+class GpuCheck:
+    ok: bool
+    line: str
+    """What the Config pane shows about the GPUs a run on several asks for."""
+
+
+def check_gpus(spec: int | list[int] | str, gpus: list[GpuSnapshot], need_gib: float) -> GpuCheck:
+    """The GPUs `spec` asks for against what NVML sees: there, each with the memory the forecast needs per
+    GPU (the processes named on one that lacks it), and how even their free memory is."""
+    try:
+        ids = resolve_gpus(spec, len(gpus))
+    except LaunchError as exc:
+        return GpuCheck(False, str(exc))
+    by_index = {g.index: g for g in gpus}
+    free = {i: (by_index[i].memory_total or 0) - (by_index[i].memory_used or 0) for i in ids}
+    short = [i for i in ids if free[i] < need_gib * GIB]
+    if short:
+        worst = short[0]
+        others = [p for p in (by_index[worst].processes or ()) if not p.engine]
+        held = ", ".join(f"pid {p.pid}{' ' + p.name if p.name else ''} {(p.gpu_memory or 0) / GIB:.1f} GiB"
+                         for p in sorted(others, key=lambda p: -(p.gpu_memory or 0))[:3])
+        return GpuCheck(False, f"GPU {worst} has {free[worst] / GIB:.1f} GiB free; the forecast needs "
+                               f"{need_gib:.1f} GiB on each GPU" + (f" (held by {held})" if held else ""))
+    line = (f"{len(ids)} GPUs ({', '.join(map(str, ids))}): "
+            f"{' / '.join(f'{free[i] / GIB:.0f}' for i in ids)} GiB free, {need_gib:.1f} GiB needed on each")
+    most = max(free.values())
+    if most and (most - min(free.values())) / most > UNEVEN:
+        line += "; uneven free memory: the GPU with least sets the pace"
+    return GpuCheck(True, line)

@@ -255,6 +255,10 @@ class MemoryForecastAnswer(Answer):
     longest: int
     """The longest sample, in tokens after truncation, that the forecast assumed."""
     profiles: list[ProfileLine]
+    gpus_ok: bool = True
+    gpus_line: str = ""
+    """For training.gpus other than 1: the GPUs asked for against the machine's (there, free memory for the
+    forecast on each, other processes on them); "" for a run on one GPU."""
 
 
 class MemoryForecast(Args, Expects[MemoryForecastAnswer]):

@@ -104,7 +104,7 @@ async def test_start_asks_first_when_the_forecast_expects_out_of_memory(tmp_path
         await pilot.press("enter")  # the safe answer has the focus: Cancel
         await wait_for(pilot, lambda: not isinstance(app.screen, Confirm), 10, "the question answered")
         assert not engines[0].requests(rq.Train)
-        assert "Not started" in str(app.query_one("#train-phase", Static).render())
+        assert "Not started: see the Config pane" in str(app.query_one("#train-phase", Static).render())
         await pilot.press("t")
         await wait_for(pilot, lambda: isinstance(app.screen, Confirm), 10, "the question again")
         await pilot.click("#confirm-yes")
@@ -119,3 +119,27 @@ async def test_start_goes_ahead_when_the_forecast_fits(tmp_path: Any) -> None:
         await pilot.press("3")
         await pilot.press("t")
         await wait_for(pilot, lambda: bool(engines[0].requests(rq.Train)), 10, "the run started without a question")
+
+
+async def test_gpus_the_machine_lacks_are_said_in_the_config_pane_and_at_start(tmp_path: Any) -> None:
+    """training.gpus = 2 on a machine without them: the memory line says so, in red, and Start asks."""
+    from workbench.ui.widgets.confirm import Confirm
+
+    config_path = tmp_path / "run.toml"
+    config = RunConfig()
+    config.training.gpus = 2
+    from workbench.config import save_config
+
+    save_config(config, config_path)
+    factory, engines = scripted_app_factory({rq.MemoryForecast: on_a_card(79.0)})
+    app = WorkbenchApp(config_path=str(config_path), engine_factory=factory)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: "gpus:" in line(app), 20, "the GPU check")
+        assert "training.gpus = 2, but this machine has" in line(app)
+        await pilot.press("3")
+        await pilot.press("t")
+        await wait_for(pilot, lambda: isinstance(app.screen, Confirm), 10, "the question")
+        assert "training.gpus = 2" in str(app.screen.query_one("#confirm-text", Static).render())
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: not isinstance(app.screen, Confirm), 10, "answered")
+        assert not engines[0].requests(rq.Train)

@@ -62,3 +62,29 @@ def test_topology_from_torchruns_environment(monkeypatch):
 
     assert current() == Topology(rank=3, local_rank=1, world=4)
     assert not current().is_main and current().distributed
+
+
+def snapshot(index: int, free_gib: float, total_gib: float = 80.0, processes=()):
+    from workbench.gpu import GIB, GpuSnapshot
+
+    return GpuSnapshot(index=index, name="NVIDIA H100", memory_used=int((total_gib - free_gib) * GIB),
+                       memory_total=int(total_gib * GIB), processes=tuple(processes))
+
+
+def test_the_gpu_check_against_fake_nvml_readings():
+    from workbench.distributed import check_gpus
+    from workbench.gpu import GIB, GpuProcess
+
+    two = [snapshot(0, 70.0), snapshot(1, 69.0)]
+    fine = check_gpus(2, two, need_gib=9.0)
+    assert fine.ok and fine.line == "2 GPUs (0, 1): 70 / 69 GiB free, 9.0 GiB needed on each"
+    lacking = check_gpus(4, two, need_gib=9.0)
+    assert not lacking.ok and "training.gpus = 4, but this machine has 2 NVIDIA GPUs" in lacking.line
+    busy = [snapshot(0, 70.0), snapshot(1, 4.0, processes=[GpuProcess(pid=4242, gpu_memory=int(75 * GIB),
+                                                                      user="asha", name="python train.py")])]
+    short = check_gpus([0, 1], busy, need_gib=9.0)
+    assert not short.ok
+    assert short.line.startswith("GPU 1 has 4.0 GiB free; the forecast needs 9.0 GiB on each GPU")
+    assert "pid 4242 python train.py 75.0 GiB" in short.line
+    uneven = check_gpus("all", [snapshot(0, 70.0), snapshot(1, 30.0)], need_gib=9.0)
+    assert uneven.ok and "uneven free memory" in uneven.line

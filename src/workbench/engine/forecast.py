@@ -43,12 +43,19 @@ def free_memory() -> tuple[float | None, str]:
     return (first.memory_total - first.memory_used) / GIB, f"GPU {first.index} {first.name}"
 
 
-def answer(config: RunConfig, shape: mf.Shape, longest: int, free_gib: float | None, gpu: str
-           ) -> rq.MemoryForecastAnswer:
+def answer(config: RunConfig, shape: mf.Shape, longest: int, free_gib: float | None, gpu: str,
+           gpus: list[Any] | None = None) -> rq.MemoryForecastAnswer:
+    """`gpus`: NVML's snapshots, for checking a run on several GPUs (None: read them here)."""
+    from workbench.distributed import check_gpus
+
     setting = mf.setting_for(config, [longest])
     forecast = mf.forecast(shape, setting)
     profiles = mf.profiles(shape, setting, free_gib) if free_gib is not None else []
+    check = None
+    if config.training.gpus != 1:
+        check = check_gpus(config.training.gpus, sample_gpus()[0] if gpus is None else gpus, forecast.total_gib)
     return rq.MemoryForecastAnswer(
+        gpus_ok=check.ok if check else True, gpus_line=check.line if check else "",
         total_gib=forecast.total_gib, breakdown=forecast.breakdown(), verdict=forecast.verdict(free_gib),
         free_gib=free_gib, gpu=gpu, longest=longest,
         profiles=[rq.ProfileLine(name=p.name, why=p.why, micro_batch=p.setting.micro_batch,

@@ -644,7 +644,14 @@ class ConfigPane(Vertical):
 
 def forecast_text(answer: rq.MemoryForecastAnswer) -> Content:
     """One line: the forecast peak against the card's free memory, coloured by the verdict, then the
-    profiles for that card (where there is one)."""
+    profiles for that card (where there is one). A run on several GPUs is checked first (training.gpus)."""
+    if answer.gpus_line:
+        gpus = Content.assemble(("gpus: ", "$text-muted"), (answer.gpus_line, "$success" if answer.gpus_ok else "$error"))
+        return Content.assemble(gpus, ("  │  ", "$text-muted"), _memory_text(answer))
+    return _memory_text(answer)
+
+
+def _memory_text(answer: rq.MemoryForecastAnswer) -> Content:
     if answer.free_gib is None:
         return Content.styled(f"memory: {answer.verdict} on a CUDA card ({answer.gpu})", "$text-muted")
     style = ("$error" if "out of memory" in answer.verdict else "$warning" if "tight" in answer.verdict

@@ -189,6 +189,10 @@ class TrainPane(Horizontal):
                             on_error=lambda _error: self._start_checked(True))
 
     def _start_after_forecast(self, answer: rq.MemoryForecastAnswer) -> None:
+        if not answer.gpus_ok:
+            question = (f"The GPUs this config asks for: {answer.gpus_line}.\n\nStart anyway?")
+            self.app.push_screen(Confirm(question, yes="Start anyway", no="Cancel"), self._start_checked)
+            return
         if answer.free_gib is None or "out of memory" not in answer.verdict:
             self._start_checked(True)
             return
@@ -203,7 +207,7 @@ class TrainPane(Horizontal):
         if start:
             self._train(resume=False)
         else:
-            self._phase("Not started: the forecast expects an out-of-memory error (Config pane: f for \"fits\").")
+            self._phase("Not started: see the Config pane's memory line (f applies the \"fits\" profile).")
 
     @on(Button.Pressed, "#train-resume")
     def action_resume(self) -> None:
