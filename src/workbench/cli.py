@@ -140,7 +140,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         console = Console(file=terminal, highlight=False, soft_wrap=not terminal.isatty(),
                           force_terminal=terminal.isatty())
         console.print(f"[bold]run[/] {run.path}   (events: {run.events_path}; library output: train.log)")
-        if plan.world == 1 and args.nproc is None:
+        on_ranks = plan.world > 1 or args.nproc is not None or args.launcher
+        if not on_ranks:
             console.print("[dim]Loading unsloth, torch and transformers…[/]")
             from workbench.engine.boot import boot
 
@@ -173,7 +174,7 @@ def cmd_train(args: argparse.Namespace) -> int:
                 console.print(fmt.status_line(event))
 
         try:
-            if plan.world > 1 or args.nproc is not None:
+            if on_ranks:
                 from workbench.rank_launcher import train_on_ranks
 
                 done = train_on_ranks(plan, config, run, emit, stop, resume=args.resume)
@@ -555,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--strategy", choices=["ddp", "fsdp2"], help="override training.strategy")
     tr.add_argument("--nproc", type=int, help="N ranks on the CPU over gloo through the same launcher (no GPU "
                     "needed; for trying the path)")
+    tr.add_argument("--launcher", action="store_true", help="start even one rank through torchrun (to compare "
+                    "the launcher's path with the plain one)")
     tr.add_argument("--nnodes", type=int, default=1, help="nodes of a multi-node run (with --print-launch)")
     tr.add_argument("--rdzv", help="HOST:PORT of the rendezvous on node 0 (multi-node)")
     tr.add_argument("--print-launch", action="store_true", help="print the exact command for each node and "
