@@ -103,7 +103,7 @@ class LaunchPlan:
 
     def env(self) -> dict[str, str]:
         """What the ranks' environment needs beyond the caller's."""
-        extra = {"WORKBENCH_STRATEGY": self.strategy}
+        extra: dict[str, str] = {}
         if self.gpu_ids:
             extra["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, self.gpu_ids))
         else:

@@ -242,6 +242,7 @@ class ProfileLine(BaseModel):
     micro_batch: int
     checkpointing: Literal["unsloth", "true", "false"]
     total_gib: float
+    packing: bool = False
 
 
 class MemoryForecastAnswer(Answer):

@@ -88,6 +88,23 @@ def test_the_line_says_what_the_verdict_says() -> None:
     assert cpu.endswith("on a CUDA card (no NVIDIA GPU here)") and "│" not in cpu
 
 
+async def question_at_start(pilot: Any, app: WorkbenchApp) -> str:
+    """Press Start in the Train pane and wait for the question it asks first; its text."""
+    from workbench.ui.widgets.confirm import Confirm
+
+    await pilot.press("3")
+    await pilot.press("t")
+    await wait_for(pilot, lambda: isinstance(app.screen, Confirm), 10, "the question")
+    return str(app.screen.query_one("#confirm-text", Static).render())
+
+
+async def cancel_the_question(pilot: Any, app: WorkbenchApp) -> None:
+    from workbench.ui.widgets.confirm import Confirm
+
+    await pilot.press("enter")  # the safe answer has the focus: Cancel
+    await wait_for(pilot, lambda: not isinstance(app.screen, Confirm), 10, "the question answered")
+
+
 async def test_start_asks_first_when_the_forecast_expects_out_of_memory(tmp_path: Any) -> None:
     """Warned before the OOM, not after it: Start with a forecast over the card's free memory asks;
     Cancel sends nothing, "Start anyway" starts the run."""
@@ -97,12 +114,8 @@ async def test_start_asks_first_when_the_forecast_expects_out_of_memory(tmp_path
     app = WorkbenchApp(config_path=str(tmp_path / "run.toml"), engine_factory=factory)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: "out of memory expected" in line(app), 20, "the forecast")
-        await pilot.press("3")
-        await pilot.press("t")
-        await wait_for(pilot, lambda: isinstance(app.screen, Confirm), 10, "the question")
-        assert "out of memory" in str(app.screen.query_one("#confirm-text", Static).render())
-        await pilot.press("enter")  # the safe answer has the focus: Cancel
-        await wait_for(pilot, lambda: not isinstance(app.screen, Confirm), 10, "the question answered")
+        assert "out of memory" in await question_at_start(pilot, app)
+        await cancel_the_question(pilot, app)
         assert not engines[0].requests(rq.Train)
         assert "Not started: see the Config pane" in str(app.query_one("#train-phase", Static).render())
         await pilot.press("t")
@@ -123,8 +136,6 @@ async def test_start_goes_ahead_when_the_forecast_fits(tmp_path: Any) -> None:
 
 async def test_gpus_the_machine_lacks_are_said_in_the_config_pane_and_at_start(tmp_path: Any) -> None:
     """training.gpus = 2 on a machine without them: the memory line says so, in red, and Start asks."""
-    from workbench.ui.widgets.confirm import Confirm
-
     config_path = tmp_path / "run.toml"
     config = RunConfig()
     config.training.gpus = 2
@@ -136,10 +147,6 @@ async def test_gpus_the_machine_lacks_are_said_in_the_config_pane_and_at_start(t
     async with app.run_test(size=(160, 45)) as pilot:
         await wait_for(pilot, lambda: "gpus:" in line(app), 20, "the GPU check")
         assert "training.gpus = 2, but this machine has" in line(app)
-        await pilot.press("3")
-        await pilot.press("t")
-        await wait_for(pilot, lambda: isinstance(app.screen, Confirm), 10, "the question")
-        assert "training.gpus = 2" in str(app.screen.query_one("#confirm-text", Static).render())
-        await pilot.press("enter")
-        await wait_for(pilot, lambda: not isinstance(app.screen, Confirm), 10, "answered")
+        assert "training.gpus = 2" in await question_at_start(pilot, app)
+        await cancel_the_question(pilot, app)
         assert not engines[0].requests(rq.Train)

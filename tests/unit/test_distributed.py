@@ -32,7 +32,7 @@ def test_one_node_is_standalone_and_names_its_gpus():
     command = plan.command("/runs/a", resume=True, python="python")
     assert command[:4] == ["python", "-m", "torch.distributed.run", "--nproc-per-node=2"]
     assert "--standalone" in command and command[-3:] == ["workbench.engine.rank", "/runs/a", "--resume"]
-    assert plan.env() == {"CUDA_VISIBLE_DEVICES": "2,3", "WORKBENCH_STRATEGY": "fsdp2", "UNSLOTH_FSDP2": "1"}
+    assert plan.env() == {"CUDA_VISIBLE_DEVICES": "2,3", "UNSLOTH_FSDP2": "1"}
     assert plan.world == 2 and not plan.cpu
 
 

@@ -62,8 +62,18 @@ def test_profiles_on_an_80_gib_card() -> None:
     assert fits.setting.checkpointing == "unsloth" and fits.setting.micro_batch == 2
     assert fast.setting.checkpointing == "false"
     assert fast.forecast.total_gib <= 0.9 * 79.0
-    assert forecast(shape, Setting(micro_batch=fast.setting.micro_batch * 2, longest=LONGEST,
-                                   checkpointing="false")).total_gib > 0.9 * 79.0
+    assert fits.setting.packing and fast.setting.packing  # flex keeps packed samples apart: both pack
+    assert "packed" in fits.why and "packed" in fast.why
+    from dataclasses import replace
+
+    doubled = replace(fast.setting, micro_batch=fast.setting.micro_batch * 2)
+    assert forecast(shape, doubled).total_gib > 0.9 * 79.0
+
+
+def test_without_flex_the_profiles_do_not_pack() -> None:
+    fits, _fast = profiles(Shape.of(GEMMA2_9B), Setting(micro_batch=2, longest=LONGEST, attention="default"),
+                           free_gib=79.0)
+    assert not fits.setting.packing and "packed" not in fits.why
 
 
 def test_a_card_too_small_for_no_checkpointing_gets_a_larger_checkpointed_batch() -> None:

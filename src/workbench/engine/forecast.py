@@ -59,5 +59,6 @@ def answer(config: RunConfig, shape: mf.Shape, longest: int, free_gib: float | N
         total_gib=forecast.total_gib, breakdown=forecast.breakdown(), verdict=forecast.verdict(free_gib),
         free_gib=free_gib, gpu=gpu, longest=longest,
         profiles=[rq.ProfileLine(name=p.name, why=p.why, micro_batch=p.setting.micro_batch,
-                                 checkpointing=p.setting.checkpointing, total_gib=p.forecast.total_gib)
+                                 checkpointing=p.setting.checkpointing, total_gib=p.forecast.total_gib,
+                                 packing=p.setting.packing)
                   for p in profiles])

@@ -350,12 +350,13 @@ class ConfigPane(Vertical):
             return
         new = set_field(self.config, "training", "per_device_train_batch_size", profile.micro_batch)
         new = set_field(new, "lora", "gradient_checkpointing", profile.checkpointing)
+        new = set_field(new, "data", "packing", profile.packing or self.config.data.packing)
         if name == "fits":
             new = set_field(new, "model", "load_in_4bit", True)
         self._message(f"The {name} profile: {profile.why} (forecast {profile.total_gib:.1f} GiB). Each field can "
                       "still be changed.")
         if new != self.config:
-            self.post_message(ConfigEdited(new, data_affecting=False))
+            self.post_message(ConfigEdited(new, data_affecting=new.data.packing != self.config.data.packing))
 
     def _on_forecast_error(self, seq: int, error: Error) -> None:
         if seq == self._forecast_seq:
