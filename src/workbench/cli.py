@@ -159,7 +159,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 console.print("[yellow]Stopping at the next step boundary and saving a checkpoint "
                               "(Ctrl-C again aborts without saving)…[/]")
             if isinstance(event, TrainStart):
-                console.print(f"{event.train_rows} training rows, {event.eval_rows} eval rows, effective batch "
+                on = f"{event.ranks} ranks, " if event.ranks > 1 else ""
+                console.print(f"{event.train_rows} training rows, {event.eval_rows} eval rows, {on}effective batch "
                               f"{event.effective_batch}, {event.trainable_params:,} trainable parameters, "
                               f"{event.total_steps} steps")
             elif isinstance(event, Log):

@@ -67,8 +67,8 @@ def resolve_gpus(spec: int | list[int] | str, available: int, field_name: str = 
         return list(range(available))
     if isinstance(spec, int):
         if spec > available:
-            raise LaunchError(f"{field_name} = {spec}, but this machine has {available} NVIDIA GPU"
-                              f"{'' if available == 1 else 's'}")
+            has = "no NVIDIA GPU" if available == 0 else f"{available} NVIDIA GPU{'' if available == 1 else 's'}"
+            raise LaunchError(f"{field_name} = {spec}, but this machine has {has}")
         return list(range(spec))
     if isinstance(spec, list):
         missing = [i for i in spec if i >= available]

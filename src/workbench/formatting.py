@@ -133,7 +133,8 @@ def start_line(e: TrainStart) -> str:
     rows = (f"{e.train_rows} samples packed into {e.packed_rows} rows" if e.packed_rows is not None
             else f"{e.train_rows} rows")
     attention = f" Attention: {e.attention}." if e.attention else ""
-    return (f"Training {rows} (eval {e.eval_rows}), effective batch {e.effective_batch}, "
+    ranks = f" on {e.ranks} ranks" if e.ranks > 1 else ""
+    return (f"Training {rows} (eval {e.eval_rows}){ranks}, effective batch {e.effective_batch}, "
             f"{e.trainable_params:,} trainable of {e.total_params:,} parameters.{attention}{resumed}")
 
 

@@ -106,6 +106,8 @@ class TrainStart(_Event):
     eager, flash, default); the run's log says why."""
     packed_rows: int | None = None
     """Rows the samples were packed into (data.packing), or None when each sample is its own row."""
+    ranks: int = 1
+    """Processes training the run (one per GPU under torchrun); the effective batch counts them all."""
 
 
 class Log(_Event):

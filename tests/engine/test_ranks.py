@@ -71,7 +71,8 @@ def test_two_cpu_ranks_train_as_one_rank_with_the_same_global_batch(tmp_path):
     assert sorted(e.step for e in events if isinstance(e, Log)) == [1, 2, 3]
     assert sum(isinstance(e, Done) for e in events) == 1
     start = next(e for e in events if isinstance(e, TrainStart))
-    assert start.effective_batch == 4  # 2 per rank x 2 ranks
+    assert start.effective_batch == 4 and start.ranks == 2  # 2 per rank x 2 ranks
+    assert "2 ranks, effective batch 4" in ranks.stdout
     assert (two.adapter_dir / "adapter_model.safetensors").exists()
     assert all((p / COMPLETE_MARKER).exists() for _, p in two.checkpoints())
     assert len(list((two.path / "ranks").glob("**/0/stdout.log"))) == 1  # each rank's output kept

@@ -18,6 +18,7 @@ def test_a_count_a_list_and_all():
 @pytest.mark.parametrize(("spec", "available", "says"), [
     (4, 2, "training.gpus = 4, but this machine has 2 NVIDIA GPUs"),
     (2, 1, "has 1 NVIDIA GPU"),
+    (2, 0, "training.gpus = 2, but this machine has no NVIDIA GPU"),
     ([0, 5], 2, "no GPU 5 on this machine (it has 2: 0-1)"),
     ("all", 0, "has no NVIDIA GPU"),
     ([0], 0, "has no NVIDIA GPU"),

@@ -409,7 +409,8 @@ def announce_start(session: Session, plan: Plan, trainer: Any) -> None:
         session.say(f"Resuming {session.run.name} from {plan.checkpoint.name} (step {start_step} of {total}).")
     session.out(TrainStart(
         total_steps=total, start_step=start_step, run_dir=str(session.run.path), train_rows=len(plan.data.train),
-        eval_rows=len(plan.data.eval), effective_batch=session.batch * session.accum * distributed.current().world, trainable_params=plan.trainable,
+        eval_rows=len(plan.data.eval), effective_batch=session.batch * session.accum * distributed.current().world,
+        ranks=distributed.current().world, trainable_params=plan.trainable,
         total_params=plan.total_params, flops_per_token=plan.flops_per_token, peak_tflops=plan.peak_tflops,
         data_fingerprint=plan.data.fingerprint, attention=plan.attention.path if plan.attention else "",
         packed_rows=plan.packed.rows if plan.packed is not None else None))
