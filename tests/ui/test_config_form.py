@@ -64,18 +64,19 @@ async def test_slash_narrows_the_form_enter_goes_to_the_first_match_esc_shows_al
         assert len(every) == FIELDS
         await pilot.press("slash")
         assert app.focused is not None and app.focused.id == "config-filter"
-        await pilot.press(*"rank")  # in the help of lora.r ("LoRA rank") and of use_rslora ("Rank-stabilised")
+        # In the help of lora.r ("LoRA rank"), use_rslora ("Rank-stabilised") and training.gpus ("one rank per GPU").
+        await pilot.press(*"rank")
         await pilot.pause()
-        assert shown_fields(app) == ["lora.r", "lora.use_rslora"]
+        assert shown_fields(app) == ["lora.r", "lora.use_rslora", "training.gpus"]
         assert not app.query_one("#section-model").display, "a section without a match is hidden, title too"
-        assert f"2 of {FIELDS} match" in text_of(app, "#config-summary")
+        assert f"3 of {FIELDS} match" in text_of(app, "#config-summary")
         await pilot.press("enter")
         await pilot.pause()
         assert app.focused is not None and app.focused.id == "f-lora-r"
         await pilot.press("escape")  # out of the field: the filter stays
         await pilot.pause()
         assert app.focused is not None and app.focused.id == "config-form"
-        assert shown_fields(app) == ["lora.r", "lora.use_rslora"]
+        assert shown_fields(app) == ["lora.r", "lora.use_rslora", "training.gpus"]
         assert "All fields" in keys_shown(app), "the key bar says what esc does here"
         await pilot.press("escape")  # on the form: the whole form again
         await pilot.pause()

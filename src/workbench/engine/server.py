@@ -56,6 +56,9 @@ from workbench.protocol import (
 from workbench.runs import RunDir, new_run_name, resolve_weights
 
 log = logging.getLogger("workbench.engine")
+PREPARING_CHAT = "loading a model for chat"
+"""The activity of `PrepareChat`: other commands wait for it rather than being refused."""
+PREPARE_WAIT_S = 900.0
 
 
 class Busy(UserError):
@@ -252,7 +255,11 @@ class Engine:
     def _claim(self, activity: str) -> None:
         if self.training:
             raise Busy("training")
-        if not self._model_lock.acquire(blocking=False):
+        # Loading for chat ahead of a question is a courtesy: what the user asks for waits behind it (a model
+        # load, minutes at most) instead of being refused.
+        got = self._model_lock.acquire(blocking=False) or (
+            self._activity == PREPARING_CHAT and self._model_lock.acquire(timeout=PREPARE_WAIT_S))
+        if not got:
             raise Busy(self._activity or "busy")
         self._activity = activity
 
@@ -566,7 +573,7 @@ class Engine:
             return rq.ChatPrepared(fast_chat="training: chat answers from the live adapter (standard path)",
                                    has_adapter=True)
         config, adapter = self._chat_weights(rq.Generate(config=args.config, run_dir=args.run_dir, conversation=""))
-        with self.busy("loading a model for chat", "loading", config.model.name):
+        with self.busy(PREPARING_CHAT, "loading", config.model.name):
             loaded = self._ensure_model(config, adapter)
             status = self.fast_chat.offer(loaded, args.config.model.chat_path, config.model.max_seq_length)
             return rq.ChatPrepared(fast_chat=status.line(), has_adapter=loaded.has_lora)
