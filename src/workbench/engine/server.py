@@ -549,7 +549,7 @@ class Engine:
             if args.run_dir is not None:
                 check_same_prompts(Path(args.run_dir), loaded.tokenizer, config, "the model loaded for chat")
             self.set_state("generating")
-            fast = self.fast_chat.offer(loaded, args.config.model.chat_path, config.model.max_seq_length)
+            self.fast_chat.offer(loaded, args.config.model.chat_path, config.model.max_seq_length)
             streams: list[rq.Stream] = ["tuned", "base"] if args.compare else ["tuned"]
             results: dict[rq.Stream, rq.GenerationStats] = {}
             for stream in streams:
@@ -565,7 +565,7 @@ class Engine:
                     result = generate_stream(loaded, use_adapter=(stream == "tuned"), **settings)
                 results[stream] = result.stats()
             return rq.Generated(results=results, has_adapter=loaded.has_lora,
-                                fast_chat=fast.line() if fast.state == "unavailable" else self.fast_chat.status.line())
+                                fast_chat=self.fast_chat.status.line())  # offer() set it, unavailable included
 
     def prepare_chat(self, args: rq.PrepareChat, rid: str) -> rq.ChatPrepared:
         """Load what Chat will answer with and start its fast decoder's build, before the first question."""
