@@ -144,8 +144,11 @@ def done_line(e: Done) -> str:
 
 
 def memory_report(m: Memory) -> str:
-    """The first recipe's report: memory before training, the peak, and what training itself took."""
-    return (f"GPU memory ({m.gpu_name}, {m.total_gib:.1f} GiB): reserved before training {m.reserved_before_gib:.2f} GiB"
+    """The first recipe's report: memory before training, the peak, and what training itself took (on several
+    ranks, one report per rank, each naming its rank and GPU)."""
+    gpu = f"GPU {m.gpu_index}" if m.gpu_index is not None else "GPU"
+    who = f"rank {m.rank} on {gpu}: " if m.ranks > 1 else ""
+    return (f"{who}GPU memory ({m.gpu_name}, {m.total_gib:.1f} GiB): reserved before training {m.reserved_before_gib:.2f} GiB"
             f" · peak {m.peak_gib:.2f} GiB ({m.peak_pct:.1f}%) · for LoRA {m.lora_gib:.2f} GiB ({m.lora_pct:.1f}%)")
 
 

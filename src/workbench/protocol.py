@@ -135,7 +135,7 @@ class Eval(_Event):
 
 
 class Memory(_Event):
-    """The first recipe's memory report, from torch.cuda (CUDA only)."""
+    """The first recipe's memory report, from torch.cuda (CUDA only); one per rank on several GPUs."""
 
     event: Literal["memory"] = "memory"
     phase: Literal["before", "step", "after"]
@@ -146,6 +146,11 @@ class Memory(_Event):
     peak_gib: float
     lora_gib: float
     """Peak reserved minus reserved before training: what training itself took."""
+    rank: int = 0
+    """The rank whose GPU this is: a run on several GPUs reports one Memory per rank at each point."""
+    ranks: int = 1
+    gpu_index: int | None = None
+    """The GPU as NVML numbers it (what the gauges show), when known."""
 
     @property
     def peak_pct(self) -> float:

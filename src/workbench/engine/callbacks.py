@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from workbench.engine.boot import boot
 
@@ -34,6 +34,7 @@ from workbench.config import EvalSection  # noqa: E402
 from workbench.engine.inference_mode import paused_for_inference  # noqa: E402
 from workbench.engine.pause import PauseControl  # noqa: E402
 from workbench.engine.quick_eval import HeldOutPrompts, summarize_and_score  # noqa: E402
+from workbench.engine.rank_memory import memory_events  # noqa: E402
 from workbench.mfu import mfu  # noqa: E402
 from workbench.protocol import (  # noqa: E402
     BestCheckpoint,
@@ -42,7 +43,6 @@ from workbench.protocol import (  # noqa: E402
     Event,
     GenerationEval,
     Log,
-    Memory,
     Status,
 )
 from workbench.runs import COMPLETE_MARKER  # noqa: E402
@@ -88,23 +88,6 @@ def _cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
-
-
-def memory_event(run_name: str, phase: Literal["before", "step", "after"], before_gib: float) -> Memory:
-    import torch
-
-    props = torch.cuda.get_device_properties(0)
-    peak = torch.cuda.max_memory_reserved() / GIB
-    return Memory(
-        run=run_name,
-        phase=phase,
-        gpu_name=props.name,
-        total_gib=round(props.total_memory / GIB, 3),
-        reserved_before_gib=round(before_gib, 3),
-        reserved_gib=round(torch.cuda.memory_reserved() / GIB, 3),
-        peak_gib=round(peak, 3),
-        lora_gib=round(max(0.0, peak - before_gib), 3),
-    )
 
 
 class StepClock(TrainerCallback):  # type: ignore[misc]
@@ -246,7 +229,8 @@ class StepReporter(TrainerCallback):  # type: ignore[misc]
             self.progress.last_loss = float(loss)
         self.logs_seen += 1
         if _cuda() and self.logs_seen % self.MEMORY_EVERY == 1:
-            self.emit(memory_event(self.run_name, "step", self.memory_before_gib))
+            for event in memory_events(self.run_name, "step", self.memory_before_gib):  # every rank gathers
+                self.emit(event)
 
 
 class PauseGate(TrainerCallback):  # type: ignore[misc]

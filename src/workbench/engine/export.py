@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -98,6 +99,25 @@ def write_chat_template(folder: Path, config: RunConfig) -> None:
     replaces the base tokenizer's own): other tools then prompt the model exactly as it was trained."""
     jinja = chat_template_jinja(config.data.template, config.data.instruction)
     (folder / "chat_template.jinja").write_text(jinja, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def adapter_writer(model: Any, main: bool) -> Iterator[bool]:
+    """Whether this process writes the run's adapter. With unsloth's FSDP2 (training.strategy = "fsdp2") each
+    rank holds a shard of every parameter, so every rank must enter: the LoRA weights are gathered whole onto
+    the writing rank for the save while the others wait (unsloth's `fsdp2_gathered`). Otherwise rank 0
+    writes alone, from the replica it holds."""
+    if os.environ.get("UNSLOTH_FSDP2") != "1":
+        yield main
+        return
+    try:
+        from unsloth.models.fsdp2_save import fsdp2_gathered
+    except ImportError as exc:  # the installed unsloth moved it: say so rather than save a shard
+        raise RuntimeError("training.strategy = \"fsdp2\" needs unsloth's FSDP2 save "
+                           "(unsloth.models.fsdp2_save.fsdp2_gathered), which this unsloth does not have; "
+                           "train with strategy = \"ddp\"") from exc
+    with fsdp2_gathered(model, trainable_only=True) as writer:
+        yield main if writer is None else bool(writer)  # None: the model is not sharded
 
 
 def write_run_adapter(loaded: Loaded, run: RunDir, config: RunConfig) -> Path:

@@ -31,7 +31,7 @@ from workbench.config import (
     load_config,
     save_config,
 )
-from workbench.engine.callbacks import GIB, RunProgress, make_callbacks, memory_event
+from workbench.engine.callbacks import GIB, RunProgress, make_callbacks
 from workbench.engine.errors import explain
 from workbench.engine.flex_attention import AttentionChoice
 from workbench.engine.flex_attention import install as install_attention
@@ -47,6 +47,7 @@ from workbench.engine.model import (
 )
 from workbench.engine.pause import PauseControl
 from workbench.engine.quick_eval import HeldOutPrompts, held_out_prompts
+from workbench.engine.rank_memory import memory_events
 from workbench.errors import UserError
 from workbench.mfu import lora_flops_per_token
 from workbench.protocol import Done, Event, Log, Status, TrainStart
@@ -454,11 +455,12 @@ def finish(session: Session, loaded: Loaded, plan: Plan, trainer: Any) -> Done:
     """The run's end: failed (NaN), stopped (a checkpoint is kept), or completed (the adapter is saved)."""
     import torch
 
-    from workbench.engine.export import write_run_adapter
+    from workbench.engine.export import adapter_writer, write_run_adapter
 
     step, total = trainer.state.global_step, trainer.state.max_steps
     if torch.cuda.is_available():
-        session.out(memory_event(session.run.name, "after", plan.memory_before_gib))
+        for event in memory_events(session.run.name, "after", plan.memory_before_gib):
+            session.out(event)
     if session.progress.failure:
         return session.done("failed", f"Stopped: {session.progress.failure}. The newest checkpoint before it is "
                             "kept; lower the learning rate or check the data, then resume.", step, total)
@@ -467,10 +469,13 @@ def finish(session: Session, loaded: Loaded, plan: Plan, trainer: Any) -> Done:
         loaded.adapter_path = str(newest) if newest is not None else None  # what the weights in memory equal
         return session.done("stopped", f"Stopped at step {step}; checkpoint saved. Resume continues from here.",
                             step, total)
-    if not session.main:
-        return session.done("completed", "Training finished (rank 0 saves the adapter).", step, total)
     session.say("Saving the LoRA adapter…")
-    adapter = write_run_adapter(loaded, session.run, session.config)
+    adapter = None
+    with adapter_writer(loaded.model, session.main) as writes:  # every rank enters (FSDP2 gathers shards)
+        if writes:
+            adapter = write_run_adapter(loaded, session.run, session.config)
+    if not session.main or adapter is None:
+        return session.done("completed", "Training finished (rank 0 saves the adapter).", step, total)
     best = session.progress.best
     kept = f" The best checkpoint is {Path(best.path).name} ({best.metric} {best.value:.4f})." if best else ""
     if session.progress.early_stop:
@@ -514,7 +519,8 @@ def run_training(
         prepared = setup_data(session, loaded)
         plan = plan_run(session, loaded, prepared, resume)
         if plan.memory_before_gib:
-            session.out(memory_event(run.name, "before", plan.memory_before_gib))
+            for event in memory_events(run.name, "before", plan.memory_before_gib):
+                session.out(event)
         if session.pause is not None:
             session.pause.live = loaded  # what a probe uses while the run is paused
         trainer = train_with_oom_retry(session, loaded, plan)

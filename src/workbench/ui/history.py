@@ -44,9 +44,10 @@ from workbench.protocol import (
 )
 
 
-def event_key(e: Event) -> tuple[str, float]:
-    """Tells one event apart: the engine writes an event to the file and sends that same event live."""
-    return type(e).__name__, e.t
+def event_key(e: Event) -> tuple[str, float, int]:
+    """Tells one event apart: the engine writes an event to the file and sends that same event live. The
+    rank too: the memory reports of a run's ranks are made together and may share a timestamp."""
+    return type(e).__name__, e.t, e.rank if isinstance(e, Memory) else 0
 
 
 @dataclass
@@ -65,7 +66,8 @@ class History:
     progress: tuple[int, int] | None = None
     """(total, progress) of the progress bar's last update."""
     phase: str | None = None
-    memory: Memory | None = None
+    memory: dict[int, Memory] = field(default_factory=dict)
+    """The newest memory report of each rank (one entry on one GPU)."""
     done: Done | None = None
     phase_is_status: bool = False
     """The phase shown is a Status message (it gives way to the run's line when steps come)."""
@@ -73,7 +75,7 @@ class History:
     """After the last TrainStart or Done; None when there was neither."""
     paused_at: int | None = None
     """The step the run waits at (a Paused not yet followed by Resumed, TrainStart or Done)."""
-    keys: set[tuple[str, float]] = field(default_factory=set)
+    keys: set[tuple[str, float, int]] = field(default_factory=set)
 
 
 def fold(events: Iterable[Event], max_lines: int) -> History:
@@ -101,7 +103,8 @@ def fold(events: Iterable[Event], max_lines: int) -> History:
             h.best = e
             h.lines.append(best_line(e))
         elif isinstance(e, Memory):
-            h.memory = e
+            h.memory = {r: m for r, m in h.memory.items() if r < e.ranks}  # a new run may have fewer ranks
+            h.memory[e.rank] = e
         elif isinstance(e, Checkpoint):
             h.lines.append(checkpoint_line(e))
         elif isinstance(e, Status):

@@ -458,8 +458,8 @@ class TrainPane(Horizontal):
         if history.last_log:
             self.last_log = history.last_log
             self._metrics(history.last_log)
-        if history.memory:
-            self.query_one(GpuPanel).show_memory(history.memory)
+        for report in history.memory.values():
+            self.query_one(GpuPanel).show_memory(report)
         if history.running is not None:
             self.running = history.running
         self.paused_at = history.paused_at
@@ -477,7 +477,7 @@ class TrainPane(Horizontal):
             then()
         self._release_held(history.keys)
 
-    def _release_held(self, shown: set[tuple[str, float]]) -> None:
+    def _release_held(self, shown: set[tuple[str, float, int]]) -> None:
         held, self._held = self._held or [], None
         for event in held:
             if event_key(event) not in shown:

@@ -47,6 +47,22 @@ def process_markup(snap: GpuSnapshot) -> str:
                      for line, kind in snap.process_rows())
 
 
+def memory_report_markup(reports: list[Memory]) -> str:
+    """The trainer's memory report: one line for one process; on several ranks a header and a line per rank,
+    so a rank running out of memory before the others shows."""
+    if len(reports) == 1 and reports[0].ranks == 1:
+        m = reports[0]
+        return (f"[b]Trainer memory[/b] ({escape(m.gpu_name)}, {m.total_gib:.1f} GiB): reserved before training "
+                f"{m.reserved_before_gib:.2f} GiB · peak {m.peak_gib:.2f} GiB ({m.peak_pct:.1f}%) · "
+                f"for LoRA {m.lora_gib:.2f} GiB ({m.lora_pct:.1f}%)")
+    lines = [f"[b]Trainer memory[/b], {reports[0].ranks} ranks (before training · peak · for LoRA):"]
+    for m in sorted(reports, key=lambda r: r.rank):
+        gpu = f"GPU {m.gpu_index}" if m.gpu_index is not None else "GPU"
+        lines.append(f"  rank {m.rank} · {gpu} {escape(m.gpu_name)} {m.total_gib:.0f} GiB: "
+                     f"{m.reserved_before_gib:.2f} · {m.peak_gib:.2f} GiB ({m.peak_pct:.1f}%) · {m.lora_gib:.2f} GiB")
+    return "\n".join(lines)
+
+
 class GpuGauge(Vertical):
     DEFAULT_CSS = """
     GpuGauge { height: auto; margin-bottom: 1; }
@@ -138,6 +154,7 @@ class GpuPanel(Vertical):
         """The engine process's pid, set by the panel's owner (the engine's `hello` carries it). The
         sampling thread reads it before each poll, to mark the engine's process on a GPU or, without a
         GPU, to show its CPU and memory. None: no engine known, no engine line."""
+        self.memory_reports: dict[int, Memory] = {}
 
     def compose(self) -> ComposeResult:
         yield Line(self.HEADER, id="gpu-header")
@@ -172,8 +189,7 @@ class GpuPanel(Vertical):
             gauge.call_after_refresh(gauge.update_snapshot, snap)  # a new gauge has no children until then
 
     def show_memory(self, m: Memory) -> None:
-        self.query_one("#gpu-memory-report", Static).update(
-            f"[b]Trainer memory[/b] ({m.gpu_name}, {m.total_gib:.1f} GiB): reserved before training "
-            f"{m.reserved_before_gib:.2f} GiB · peak {m.peak_gib:.2f} GiB ({m.peak_pct:.1f}%) · "
-            f"for LoRA {m.lora_gib:.2f} GiB ({m.lora_pct:.1f}%)"
-        )
+        """The trainer's memory report; on several ranks, a line per rank (each its newest report)."""
+        self.memory_reports = {r: old for r, old in self.memory_reports.items() if r < m.ranks}
+        self.memory_reports[m.rank] = m
+        self.query_one("#gpu-memory-report", Static).update(memory_report_markup(list(self.memory_reports.values())))
