@@ -225,7 +225,32 @@ def _launch_plan(args: argparse.Namespace, config: RunConfig) -> Any:
     except LaunchError as exc:
         _err(f"{exc} (or --nproc N for CPU ranks)")
         return None
+    if len(ids) > 1:
+        _say_gpu_check(config, gpus)
     return LaunchPlan(nproc_per_node=len(ids), gpu_ids=ids, **nodes)
+
+
+def _say_gpu_check(config: RunConfig, gpus: list[Any]) -> None:
+    """The Config pane's check, said before a launch on several GPUs: each GPU's free memory against the
+    forecast for the longest sample max_seq_length allows (who holds a GPU that is short), and uneven free
+    memory. A warning, not a refusal: memory held now may be freed before the first step."""
+    from workbench import memory_forecast as mf
+    from workbench.distributed import check_gpus
+    from workbench.engine.forecast import model_shape
+
+    try:
+        shape = model_shape(config)
+    except Exception as exc:  # a model not in the cache yet: the ranks download it; no forecast now
+        _err(f"note: no memory forecast before the launch ({type(exc).__name__}: {exc})")
+        return
+    forecast = mf.forecast(shape, mf.setting_for(config, [config.model.max_seq_length]))
+    check = check_gpus(config.training.gpus, gpus, forecast.total_gib)
+    if not check.ok:
+        _err(f"warning: {check.line}; the run may run out of memory (free that GPU, or choose others with --gpus)")
+    elif "uneven" in check.line:
+        _err(f"warning: {check.line}")
+    else:
+        print(check.line)
 
 
 def _write_run_config(config: RunConfig, run_dir: str, resume: bool) -> None:

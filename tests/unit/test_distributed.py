@@ -89,3 +89,23 @@ def test_the_gpu_check_against_fake_nvml_readings():
     assert "pid 4242 python train.py 75.0 GiB" in short.line
     uneven = check_gpus("all", [snapshot(0, 70.0), snapshot(1, 30.0)], need_gib=9.0)
     assert uneven.ok and "uneven free memory" in uneven.line
+
+
+def test_the_cli_checks_the_gpus_before_a_launch_and_names_who_holds_one(monkeypatch, tmp_path, capsys):
+    """`workbench train --gpus 2` on a box whose GPU 1 another user's job fills: the forecast (from the demo
+    model's shape) against each GPU's free memory, said before the launch; `--print-launch` stops there."""
+    from workbench import cli, gpu
+    from workbench.gpu import GIB, GpuProcess
+
+    busy = [snapshot(0, 70.0), snapshot(1, 0.01, processes=[GpuProcess(pid=4242, gpu_memory=int(79 * GIB),
+                                                                       user="asha", name="python train.py")])]
+    monkeypatch.setattr(gpu, "sample_gpus", lambda *a, **k: (busy, None))
+    code = cli.main(["train", "--config", "configs/demo.toml", "--gpus", "2", "--print-launch"])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert "warning: GPU 1 has 0.0 GiB free; the forecast needs" in err and "pid 4242 python train.py" in err
+    assert "--nproc-per-node=2" in out and "CUDA_VISIBLE_DEVICES=0,1" in out
+    monkeypatch.setattr(gpu, "sample_gpus", lambda *a, **k: ([snapshot(0, 70.0), snapshot(1, 20.0)], None))
+    assert cli.main(["train", "--config", "configs/demo.toml", "--gpus", "all", "--print-launch"]) == 0
+    out, err = capsys.readouterr()
+    assert "warning: 2 GPUs (0, 1): 70 / 20 GiB free" in err and "uneven free memory" in err
