@@ -40,6 +40,9 @@ def arm_a(cache: Path, shape: str, measure: int, position: int) -> dict[str, Any
     from workbench.runs import RunDir
 
     config = gb.run_config(cache, shape, max_steps=gb.WARMUP + measure)
+    # Patches off: C is a bare unsloth script, so A must run unsloth's own attention too (the engine's
+    # default is FlexAttention since issue 12; with it A and C compute different kernels).
+    config.model.attention = "default"
     run = RunDir.create(config.output.runs_dir, f"overhead-a{position}-{int(time.time())}")
     events: list[Any] = []
     free_cuda()
