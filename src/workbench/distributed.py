@@ -27,6 +27,9 @@ UNEVEN = 0.2
 LAUNCH_CONFIG = "launch.toml"
 """The config the launcher hands its ranks (rank 0 checks a resume against the run's config.toml with it,
 then saves it as config.toml, as a run on one process does)."""
+ENGINE_SOCKET_ENV = "WORKBENCH_ENGINE_SOCKET"
+"""Set for ranks an engine started: the socket of that engine (it relays the ranks' events and takes Stop),
+which rank 0 names in the run's engine.json so that `workbench attach RUN` reaches it."""
 STOP_REQUEST = "stop-request"
 """A file in the run folder: its presence asks every rank to stop at the next step boundary."""
 

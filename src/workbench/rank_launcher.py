@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.config import RunConfig, save_config
-from workbench.distributed import LAUNCH_CONFIG, STOP_REQUEST, LaunchPlan
+from workbench.distributed import ENGINE_SOCKET_ENV, LAUNCH_CONFIG, STOP_REQUEST, LaunchPlan
 from workbench.protocol import Done, Status
 from workbench.runs import RunDir
 
@@ -39,15 +39,20 @@ def describe(plan: LaunchPlan) -> str:
 
 
 def train_on_ranks(plan: LaunchPlan, config: RunConfig, run: RunDir, emit: Callable[[Any], None],
-                   stop: threading.Event, resume: bool = False, on_start: Callable[[int], None] | None = None) -> Done:
+                   stop: threading.Event, resume: bool = False, on_start: Callable[[int], None] | None = None,
+                   engine_socket: str | None = None) -> Done:
     """Start the ranks on `run` and pass each event rank 0 writes to `emit` until they end; the run's Done.
-    `stop` set: every rank stops at the next step boundary with a checkpoint. `on_start` hears torchrun's pid."""
+    `stop` set: every rank stops at the next step boundary with a checkpoint. `on_start` hears torchrun's pid.
+    `engine_socket`: the engine this runs in, named in the run's engine.json for `workbench attach`."""
     save_config(config, run.path / LAUNCH_CONFIG)
     (run.path / STOP_REQUEST).unlink(missing_ok=True)
     command = rank_command(plan, run, resume)
     emit(Status(run=run.name, message=f"{describe(plan)}: {' '.join(command)}"))
     seen = len(list(run.iter_events()))
-    proc = subprocess.Popen(command, env={**os.environ, **plan.env()}, start_new_session=True,
+    env = {**os.environ, **plan.env()}
+    if engine_socket:
+        env[ENGINE_SOCKET_ENV] = engine_socket
+    proc = subprocess.Popen(command, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if on_start is not None:
         on_start(proc.pid)

@@ -208,6 +208,9 @@ def test_the_engine_runs_a_run_on_ranks_and_stops_it(engine, tmp_path):
     started = engine.call(rq.Train(config=config, cpu_ranks=2), timeout=60)
     run = RunDir(started.run_dir)
     wait_for_step(run, 1)
+    # `workbench attach RUN` reaches the engine that relays the ranks: rank 0 names it in engine.json.
+    info = run.engine_info()
+    assert info is not None and info["socket"] == engine.socket_path and run.engine_alive()
     with pytest.raises(EngineError, match="2 ranks"):
         engine.call(rq.Pause(), timeout=30)
     assert engine.call(rq.Stop(), timeout=30).stopping

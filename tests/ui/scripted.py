@@ -112,12 +112,15 @@ class ScriptedEngine:
         self.ids: dict[str, rq.Args] = {}
         self._ids = itertools.count(1)
         self.closed = False
+        self.connected_to: str | None = None
+        """The socket the App connected to (re-attaching to a live run's engine); None: it started this one."""
 
     def start(self, extra_env: dict[str, str] | None = None, timeout: float = 0.0) -> None:
         self.on_event(Hello(pid=ENGINE_PID, device="cpu"))
         self.on_event(State(state="ready"))
 
     def connect(self, socket_path: str) -> None:
+        self.connected_to = socket_path
         self.start()
 
     def close(self, shutdown: bool = False) -> None:

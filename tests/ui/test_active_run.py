@@ -63,6 +63,25 @@ async def test_attach_uses_the_runs_own_config_for_chat_and_start(here: Path):
         assert trained and trained[-1].config.model.name == "builtin:tiny-gemma2", "Start trains the run's model"
 
 
+@pytest.mark.parametrize("socket", ["/tmp/engine-live.sock", None])
+async def test_attach_joins_the_engine_of_a_live_run_or_says_it_trains_in_a_terminal(here: Path, socket):
+    """A live run names its engine's socket in engine.json (a run on ranks too: rank 0 names the engine that
+    started them); one trained by `workbench train` in a terminal has none: a fresh engine, and a notice."""
+    import os
+
+    run = make_run("live-run")
+    run.write_engine_info(os.getpid(), socket)  # this test's process: alive
+    factory, engines = scripted_app_factory()
+    app = WorkbenchApp(config_path=the_9b_default(here / "default.toml"), attach=str(run.path), engine_factory=factory)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await app.panes_mounted()
+        await wait_for(pilot, lambda: app.engine_ready, 10, "engine")
+        assert engines[0].connected_to == socket
+        notices = [n.message for n in app._notifications]
+        said = any("is training in a terminal" in m and f"pid {os.getpid()}" in m for m in notices)
+        assert said == (socket is None), notices
+
+
 async def test_opening_a_run_from_runs_makes_it_current_and_the_save_target_follows(here: Path):
     first, second = make_run("run-a", lr=0.001), make_run("run-b", lr=0.002)
     factory, _engines = scripted_app_factory()

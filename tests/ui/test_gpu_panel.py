@@ -266,3 +266,24 @@ async def test_a_line_asks_for_a_layout_only_when_its_height_may_change() -> Non
         await pilot.pause()
         assert layouts == [False, True, True]
         assert line.size.height == 2  # the wrapped line was laid out
+
+
+async def test_a_run_on_two_gpus_names_its_rank_on_each_gauge_and_reports_memory_per_rank(tmp_path: Path) -> None:
+    """Rank 0 writes one memory report per rank (each rank's own GPU, gathered): the report has a line per
+    rank, and each GPU's gauge says which rank of the run trains on it."""
+    app = _snap_app(tmp_path, FakeNvml())
+    async with app.run_test(size=(160, 45)) as pilot:
+        pane = await _train_pane_with_gauges_stopped(pilot, tmp_path, with_memory_report=False)
+        for rank in (0, 1):
+            pane.handle_event(Memory(run="demo", phase="step", gpu_name="NVIDIA H100 80GB HBM3", total_gib=79.1,
+                                     reserved_before_gib=5.9, reserved_gib=7.0, peak_gib=7.5 + rank,
+                                     lora_gib=1.6 + rank, rank=rank, ranks=2, gpu_index=rank))
+        gpus, _ = sample_gpus(FakeNvml())
+        pane.query_one(GpuPanel).show(gpus, None)
+        await pilot.pause(0.3)
+        report = text_of(app, "#gpu-memory-report")
+        assert "Trainer memory, 2 ranks" in report
+        assert "rank 0 · GPU 0 NVIDIA H100 80GB HBM3" in report and "rank 1 · GPU 1" in report
+        assert "8.50 GiB" in report  # rank 1's own peak, not rank 0's
+        assert "rank 0 of the run" in text_of(app, "#gpu-0 #gpu-title")
+        assert "rank 1 of the run" in text_of(app, "#gpu-1 #gpu-title")

@@ -10,6 +10,7 @@ stop at the same step and save the same checkpoint.
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     boot()
     from workbench.config import load_config
-    from workbench.distributed import LAUNCH_CONFIG, current
+    from workbench.distributed import ENGINE_SOCKET_ENV, LAUNCH_CONFIG, current
     from workbench.engine.train import run_training
     from workbench.runs import RunDir
 
@@ -64,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     # torchrun passes SIGTERM on when it is stopped: end at the step boundary like a stop request.
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     watch_stop_request(run.path, stop)
-    done, _loaded = run_training(config, run, lambda _event: None, stop, resume=args.resume)
+    done, _loaded = run_training(config, run, lambda _event: None, stop, resume=args.resume,
+                                 socket_path=os.environ.get(ENGINE_SOCKET_ENV) or None)
     me = current()
     print(f"rank {me.rank} of {me.world}: {done.status} at step {done.step}: {done.message}", flush=True)
     return 0 if done.status in ("completed", "stopped") else 1

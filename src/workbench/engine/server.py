@@ -487,7 +487,7 @@ class Engine:
 
         self.loaded = None
         release_memory()
-        train_on_ranks(plan, config, run, self.emit, stop, resume=resume)
+        train_on_ranks(plan, config, run, self.emit, stop, resume=resume, engine_socket=self.socket_path)
 
     def _recorder(self, run: RunDir) -> Callable[[Event], None]:
         """An event of the run: into its events.jsonl and to the client; the engine's state follows a pause."""

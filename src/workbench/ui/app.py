@@ -300,9 +300,13 @@ class WorkbenchApp(App[int]):
         run = self.attach_run
         info = run.engine_info() if run else None
         try:
-            if run and info and run.engine_alive():
+            if run and info and info.get("socket") and run.engine_alive():
                 client.connect(str(info["socket"]))  # the engine training this run
             else:
+                if run and run.engine_alive():  # trained from a terminal (`workbench train`): no engine to join
+                    self.call_from_thread(self.notify, f"{run.name} is training in a terminal (`workbench train`, "
+                                          f"pid {info.get('pid') if info else '?'}): the Train pane shows its events "
+                                          "so far; follow and stop it there.", title="Not attached", timeout=20)
                 client.start()  # a fresh engine (a finished or interrupted run needs one for chat too)
         except StartAborted:
             return  # closed on purpose (quit or restart): nothing to report
@@ -454,7 +458,10 @@ class WorkbenchApp(App[int]):
         self.active_run = message.run_dir
 
     def on_training_finished(self, message: msg.TrainingFinished) -> None:
-        self._save().action_refresh_runs()
+        from workbench.ui.panes.save_pane import SavePane
+
+        for save in self.query("#save-pane").results(SavePane):  # not built yet: it lists the runs when it is
+            save.action_refresh_runs()
         done = message.done
         if message.replayed:
             return

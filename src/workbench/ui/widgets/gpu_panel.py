@@ -84,8 +84,10 @@ class GpuGauge(Vertical):
         yield Sparkline(list(self.util_history), id="gpu-util-history")
         yield Line(id="gpu-procs")
 
-    def update_snapshot(self, snap: GpuSnapshot) -> None:
-        self.query_one("#gpu-title", Line).set_text(f"[b]GPU {snap.index}[/b] {escape(snap.name)}")
+    def update_snapshot(self, snap: GpuSnapshot, ranks: list[int] | None = None) -> None:
+        """`ranks`: the ranks of the run on this GPU (from their memory reports), named in the title."""
+        used = f" · [b $success]rank {', '.join(map(str, ranks))}[/] of the run" if ranks else ""
+        self.query_one("#gpu-title", Line).set_text(f"[b]GPU {snap.index}[/b] {escape(snap.name)}{used}")
         bar = self.query_one("#gpu-mem", ProgressBar)
         if snap.memory_total:
             bar.update(total=snap.memory_total / GIB, progress=(snap.memory_used or 0) / GIB)
@@ -186,7 +188,8 @@ class GpuPanel(Vertical):
             else:
                 gauge = GpuGauge(snap.index)
                 self.mount(gauge, before=self.query_one("#gpu-memory-report"))
-            gauge.call_after_refresh(gauge.update_snapshot, snap)  # a new gauge has no children until then
+            ranks = sorted(m.rank for m in self.memory_reports.values() if m.ranks > 1 and m.gpu_index == snap.index)
+            gauge.call_after_refresh(gauge.update_snapshot, snap, ranks)  # a new gauge has no children until then
 
     def show_memory(self, m: Memory) -> None:
         """The trainer's memory report; on several ranks, a line per rank (each its newest report)."""
