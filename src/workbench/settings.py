@@ -12,6 +12,7 @@ from pathlib import Path
 VARIABLES: dict[str, str] = {
     "WORKBENCH_CACHE": "where the tiny demo model and unsloth's compiled kernels go (default ~/.cache/workbench)",
     "WORKBENCH_ENGINE_THREADS": "CPU threads of the engine (default: all but one core when training on a CPU)",
+    "WORKBENCH_ENGINE_SOCKET": "set by the engine for the ranks it starts: its socket, which rank 0 names for `workbench attach`",
     "WORKBENCH_DEBUG": "show Python tracebacks from CLI commands instead of one-line messages",
     "WORKBENCH_FREE_BYTES": "pretend this many bytes are free on disk (tests of the disk-full path)",
     "WORKBENCH_INJECT_NAN_AT_STEP": "make the loss NaN at this optimizer step (tests of the NaN path)",
@@ -36,6 +37,11 @@ def cache_root() -> Path:
 
 def engine_threads() -> str:
     return _get("WORKBENCH_ENGINE_THREADS")
+
+
+def engine_socket() -> str | None:
+    """The socket of the engine that started this rank (None: started from a terminal)."""
+    return _get("WORKBENCH_ENGINE_SOCKET") or None
 
 
 def debug() -> bool:

@@ -10,7 +10,6 @@ stop at the same step and save the same checkpoint.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
@@ -53,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
     boot()
+    from workbench import settings
     from workbench.config import load_config
-    from workbench.distributed import ENGINE_SOCKET_ENV, LAUNCH_CONFIG, current
+    from workbench.distributed import LAUNCH_CONFIG, current
     from workbench.engine.train import run_training
     from workbench.runs import RunDir
 
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
     watch_stop_request(run.path, stop)
     done, _loaded = run_training(config, run, lambda _event: None, stop, resume=args.resume,
-                                 socket_path=os.environ.get(ENGINE_SOCKET_ENV) or None)
+                                 socket_path=settings.engine_socket())
     me = current()
     print(f"rank {me.rank} of {me.world}: {done.status} at step {done.step}: {done.message}", flush=True)
     return 0 if done.status in ("completed", "stopped") else 1
