@@ -83,7 +83,8 @@ class ModelSection(_Section):
     max_seq_length: int = Field(2048, ge=16, le=131072)
     """Longest sequence in tokens; longer samples are truncated (the Data pane shows what is cut)."""
     load_in_4bit: bool = True
-    """Load the base weights quantized to 4-bit (QLoRA). Needs an NVIDIA GPU with bitsandbytes."""
+    """Load the base weights quantized to 4-bit (QLoRA), with bitsandbytes: on an NVIDIA GPU, or on its CPU
+    backend where the CPU runs it (else the weights load unquantized, and the run says so)."""
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
     """Compute dtype; auto picks bfloat16 where the GPU supports it, else float16 (float32 on CPU)."""
     trust_remote_code: bool = False

@@ -100,6 +100,26 @@ def test_two_cpu_ranks_train_as_one_rank_with_the_same_global_batch_ddp_and_fsdp
         assert gathered[name].float().sub(tensor.float()).abs().max().item() <= 1e-3 * tensor.abs().max().item() + 1e-6
 
 
+def test_two_cpu_ranks_in_4bit_train_as_one_4bit_process(tmp_path):
+    """QLoRA on ranks: bitsandbytes' CPU backend quantizes the tiny model's weights on each rank (unsloth's CPU
+    loader), and DDP over gloo gives the losses of one 4-bit process with the same global batch."""
+    def config_4bit(batch: int, name: str) -> Path:
+        path = small_config(tmp_path, batch, 3, name)
+        config = load_config(path)
+        config.model.load_in_4bit = True
+        save_config(config, path)
+        return path
+
+    one, two = RunDir(tmp_path / "one-4bit"), RunDir(tmp_path / "two-4bit")
+    single = workbench("train", "--config", str(config_4bit(4, "q4b4")), "--run-dir", str(one.path))
+    assert single.returncode == 0, single.stdout[-2000:] + single.stderr[-2000:]
+    assert "(4-bit)" in single.stdout  # quantized, not the full-precision fallback
+    ranks = workbench("train", "--config", str(config_4bit(2, "q4b2")), "--run-dir", str(two.path), "--nproc", "2")
+    assert ranks.returncode == 0, ranks.stdout[-2000:] + ranks.stderr[-2000:]
+    assert "4-bit = True" in "".join(p.read_text() for p in (two.path / "ranks").glob("**/std*.log"))
+    assert losses(two) == pytest.approx(losses(one), rel=1e-4)
+
+
 def test_a_stop_reaches_every_rank_and_the_run_resumes(tmp_path):
     run = RunDir(tmp_path / "stopped")
     config = small_config(tmp_path, 2, 40, "long")

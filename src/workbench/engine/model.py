@@ -60,14 +60,25 @@ def load_tokenizer(config: RunConfig, status: Callable[[str], None] | None = Non
     return AutoTokenizer.from_pretrained(name, trust_remote_code=config.model.trust_remote_code)
 
 
+def cpu_4bit_supported() -> bool:
+    """Whether QLoRA's 4-bit weights work without a GPU here: unsloth's CPU loader quantizes with bitsandbytes'
+    CPU backend where that runs (an x86 CPU with the instructions it needs)."""
+    try:
+        from unsloth_zoo.cpu import cpu_bnb_4bit_supported
+    except ImportError:  # an unsloth without the CPU backend
+        return False
+    return bool(cpu_bnb_4bit_supported())
+
+
 def load_base(config: RunConfig, status: Callable[[str], None]) -> Loaded:
     import torch
     from unsloth import FastLanguageModel
 
     name = resolve_model_name(config.model.name, status)
     load_in_4bit = config.model.load_in_4bit
-    if load_in_4bit and not torch.cuda.is_available():
-        status("No NVIDIA GPU: loading without 4-bit quantization (bitsandbytes 4-bit needs CUDA).")
+    if load_in_4bit and not torch.cuda.is_available() and not cpu_4bit_supported():
+        status("No NVIDIA GPU, and bitsandbytes' CPU backend cannot run 4-bit on this CPU: loading without "
+               "4-bit quantization.")
         load_in_4bit = False
     status(f"Loading {config.model.name} ({'4-bit' if load_in_4bit else 'full precision'})…")
     model, tokenizer = FastLanguageModel.from_pretrained(
