@@ -120,11 +120,14 @@ def test_two_cpu_ranks_in_4bit_train_as_one_4bit_process(tmp_path):
     assert losses(two) == pytest.approx(losses(one), rel=1e-4)
 
 
-def test_a_stop_reaches_every_rank_and_the_run_resumes(tmp_path):
-    run = RunDir(tmp_path / "stopped")
-    config = small_config(tmp_path, 2, 40, "long")
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp2"])
+def test_a_stop_reaches_every_rank_and_the_resumed_run_has_the_uninterrupted_losses(tmp_path, strategy):
+    steps = 16
+    run, whole = RunDir(tmp_path / "stopped"), RunDir(tmp_path / "whole")
+    config = small_config(tmp_path, 2, steps, "long")
+    ranks = ["--nproc", "2", "--strategy", strategy]
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "train", "--config", str(config), "--run-dir",
-                             str(run.path), "--nproc", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             str(run.path), *ranks], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, cwd=ROOT)
     try:
         wait_for_step(run, 2)
@@ -137,13 +140,17 @@ def test_a_stop_reaches_every_rank_and_the_run_resumes(tmp_path):
     done = [e for e in run.iter_events() if isinstance(e, Done)]
     assert [d.status for d in done] == ["stopped"], out[-2000:]
     step = done[0].step
-    assert 2 <= step < 40
+    assert 2 <= step < steps
     marked = [s for s, p in run.checkpoints() if (p / COMPLETE_MARKER).exists()]
     assert step in marked, (step, marked)  # both ranks stopped at that step and it was saved
-    resumed = workbench("train", "--config", str(config), "--run-dir", str(run.path), "--nproc", "2", "--resume",
-                        "--max-steps", str(step + 2))
+    resumed = workbench("train", "--config", str(config), "--run-dir", str(run.path), *ranks, "--resume")
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    assert f"completed at step {step + 2}/{step + 2}" in resumed.stdout
+    assert f"completed at step {steps}/{steps}" in resumed.stdout
+    uninterrupted = workbench("train", "--config", str(config), "--run-dir", str(whole.path), *ranks)
+    assert uninterrupted.returncode == 0, uninterrupted.stdout[-2000:] + uninterrupted.stderr[-2000:]
+    # Every rank restored its weights, optimizer state (its shard, under FSDP2) and data position.
+    after = {s: loss for s, loss in losses(run).items() if s > step}
+    assert after and after == pytest.approx({s: losses(whole)[s] for s in after}, rel=1e-4)
 
 
 def test_a_rank_killed_marks_the_run_failed_and_keeps_the_checkpoint(tmp_path):
