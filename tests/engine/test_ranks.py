@@ -198,6 +198,25 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def test_out_of_memory_on_ranks_fails_the_run_at_once_instead_of_retrying_on_one_rank(tmp_path):
+    """auto_retry_oom halves the micro-batch of one process; on ranks that would leave the others waiting in a
+    collective, so the run fails with the out-of-memory message and keeps its checkpoint for a resume."""
+    run = RunDir(tmp_path / "oom")
+    path = small_config(tmp_path, 2, 8, "oom", save_steps=2)
+    config = load_config(path)
+    config.training.auto_retry_oom = True
+    save_config(config, path)
+    env = {**os.environ, "WORKBENCH_INJECT_OOM_AT_STEP": "3"}
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "train", "--config", str(path), "--run-dir",
+                           str(run.path), "--nproc", "2"], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env=env)
+    assert proc.returncode != 0
+    done = [e for e in run.iter_events() if isinstance(e, Done)]
+    assert [d.status for d in done] == ["failed"], proc.stdout[-2000:]
+    assert "out of memory" in done[0].message and "retrying" not in proc.stdout
+    assert run.newest_checkpoint() is not None and run.newest_checkpoint().name == "checkpoint-2"
+
+
 def test_two_nodes_on_one_machine_from_print_launch(tmp_path):
     """`--print-launch` prints one command per node; both started here (two launcher agents, one rank
     each, rendezvous on localhost) train the run together."""

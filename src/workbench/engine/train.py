@@ -419,7 +419,7 @@ def announce_start(session: Session, plan: Plan, trainer: Any) -> None:
 
 def train_with_oom_retry(session: Session, loaded: Loaded, plan: Plan) -> Any:
     """Train to the end (or a stop); on CUDA out-of-memory with auto_retry_oom, halve the micro-batch and
-    double the accumulation (the same effective batch), up to three times."""
+    double the accumulation (the same effective batch), up to three times (on one process only)."""
     import torch
 
     initial_lora = None
@@ -436,7 +436,10 @@ def train_with_oom_retry(session: Session, loaded: Loaded, plan: Plan) -> Any:
             trainer.train(resume_from_checkpoint=str(plan.checkpoint) if plan.checkpoint else None)
             return trainer
         except torch.OutOfMemoryError:
-            if not session.config.training.auto_retry_oom or attempts >= 3 or session.batch == 1:
+            # On several ranks a retry would be one rank's alone while the others wait in a collective (a hang
+            # until the NCCL timeout): the run fails at once instead, its newest checkpoint kept for a resume.
+            on_ranks = distributed.current().distributed
+            if not session.config.training.auto_retry_oom or attempts >= 3 or session.batch == 1 or on_ranks:
                 raise
         attempts += 1
         del trainer
