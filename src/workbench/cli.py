@@ -247,7 +247,7 @@ def _say_gpu_check(config: RunConfig, gpus: list[Any]) -> None:
     check = check_gpus(config.training.gpus, gpus, forecast.total_gib)
     if not check.ok:
         _err(f"warning: {check.line}; the run may run out of memory (free that GPU, or choose others with --gpus)")
-    elif "uneven" in check.line:
+    elif check.uneven:
         _err(f"warning: {check.line}")
     else:
         print(check.line)

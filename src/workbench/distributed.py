@@ -144,6 +144,8 @@ class GpuCheck:
     ok: bool
     line: str
     """What the Config pane shows about the GPUs a run on several asks for."""
+    uneven: bool = False
+    """Their free memory differs by more than UNEVEN (said in `line`)."""
 
 
 def check_gpus(spec: int | list[int] | str, gpus: list[GpuSnapshot], need_gib: float) -> GpuCheck:
@@ -166,6 +168,7 @@ def check_gpus(spec: int | list[int] | str, gpus: list[GpuSnapshot], need_gib: f
     line = (f"{len(ids)} GPUs ({', '.join(map(str, ids))}): "
             f"{' / '.join(f'{free[i] / GIB:.0f}' for i in ids)} GiB free, {need_gib:.1f} GiB needed on each")
     most = max(free.values())
-    if most and (most - min(free.values())) / most > UNEVEN:
+    uneven = bool(most) and (most - min(free.values())) / most > UNEVEN
+    if uneven:
         line += "; uneven free memory: the GPU with least sets the pace"
-    return GpuCheck(True, line)
+    return GpuCheck(True, line, uneven)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -102,12 +101,12 @@ def write_chat_template(folder: Path, config: RunConfig) -> None:
 
 
 @contextlib.contextmanager
-def adapter_writer(model: Any, main: bool) -> Iterator[bool]:
+def adapter_writer(model: Any, config: RunConfig, main: bool) -> Iterator[bool]:
     """Whether this process writes the run's adapter. With unsloth's FSDP2 (training.strategy = "fsdp2") each
     rank holds a shard of every parameter, so every rank must enter: the LoRA weights are gathered whole onto
     the writing rank for the save while the others wait (unsloth's `fsdp2_gathered`). Otherwise rank 0
     writes alone, from the replica it holds."""
-    if os.environ.get("UNSLOTH_FSDP2") != "1":
+    if config.training.strategy != "fsdp2":
         yield main
         return
     try:

@@ -454,6 +454,12 @@ def train_with_oom_retry(session: Session, loaded: Loaded, plan: Plan) -> Any:
                     f"(same effective batch; attempt {attempts} of 3).")
 
 
+def report_memory(session: Session, plan: Plan, phase: Literal["before", "after"]) -> None:
+    """Every rank's GPU memory, gathered (a collective: every rank calls it); rank 0 writes one event per rank."""
+    for event in memory_events(session.run.name, phase, plan.memory_before_gib):
+        session.out(event)
+
+
 def finish(session: Session, loaded: Loaded, plan: Plan, trainer: Any) -> Done:
     """The run's end: failed (NaN), stopped (a checkpoint is kept), or completed (the adapter is saved)."""
     import torch
@@ -462,8 +468,7 @@ def finish(session: Session, loaded: Loaded, plan: Plan, trainer: Any) -> Done:
 
     step, total = trainer.state.global_step, trainer.state.max_steps
     if torch.cuda.is_available():
-        for event in memory_events(session.run.name, "after", plan.memory_before_gib):
-            session.out(event)
+        report_memory(session, plan, "after")
     if session.progress.failure:
         return session.done("failed", f"Stopped: {session.progress.failure}. The newest checkpoint before it is "
                             "kept; lower the learning rate or check the data, then resume.", step, total)
@@ -474,7 +479,7 @@ def finish(session: Session, loaded: Loaded, plan: Plan, trainer: Any) -> Done:
                             step, total)
     session.say("Saving the LoRA adapter…")
     adapter = None
-    with adapter_writer(loaded.model, session.main) as writes:  # every rank enters (FSDP2 gathers shards)
+    with adapter_writer(loaded.model, session.config, session.main) as writes:  # every rank enters (FSDP2 gathers shards)
         if writes:
             adapter = write_run_adapter(loaded, session.run, session.config)
     if not session.main or adapter is None:
@@ -522,8 +527,7 @@ def run_training(
         prepared = setup_data(session, loaded)
         plan = plan_run(session, loaded, prepared, resume)
         if plan.memory_before_gib:
-            for event in memory_events(run.name, "before", plan.memory_before_gib):
-                session.out(event)
+            report_memory(session, plan, "before")
         if session.pause is not None:
             session.pause.live = loaded  # what a probe uses while the run is paused
         trainer = train_with_oom_retry(session, loaded, plan)
