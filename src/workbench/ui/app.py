@@ -141,7 +141,8 @@ class WorkbenchApp(App[int]):
         """Printed after the UI closes (how to re-attach to a run that keeps training)."""
         self._engine_detail = ""
         self._engine_generation = 0
-        self._closing = False
+        # Set when the app unmounts. Not Textual's own `_closing` (a MessagePump internal this once shadowed).
+        self._quitting = False
         # Widgets built after the first frame (by id): engine events wait for them, to keep their order.
         self._panes_pending = {f"{name}-pane" for name in DEFERRED_PANES} | {f"section-{name}" for name in DEFERRED_SECTIONS}
         self._after_panes: list[Callable[[], None]] = []
@@ -266,7 +267,7 @@ class WorkbenchApp(App[int]):
         # 0.64 s over about 1 M tracked objects were measured, each a visible freeze of the UI. Frozen,
         # they leave the collector's generations, so a full GC scans only what was made since. From here
         # on, collections run from a timer, the full ones when the user pauses (gc_schedule.py).
-        if self._closing:  # on_unmount unfreezes; freezing after it would pin this app's objects
+        if self._quitting:  # on_unmount unfreezes; freezing after it would pin this app's objects
             return
         gc.freeze()
         self._gc.start()
@@ -294,7 +295,7 @@ class WorkbenchApp(App[int]):
         # Known to the app before it starts, so that quitting (on_unmount) or a restart can close it and
         # so cut a start-up short instead of waiting for it.
         self.client = client
-        if self._closing:
+        if self._winding_down():
             client.close()
             return
         run = self.attach_run
@@ -310,7 +311,7 @@ class WorkbenchApp(App[int]):
                 client.start()  # a fresh engine (a finished or interrupted run needs one for chat too)
         except StartAborted:
             return  # closed on purpose (quit or restart): nothing to report
-        if generation != self._engine_generation or self._closing:
+        if generation != self._engine_generation or self._winding_down():
             client.close()  # restarted or quit meanwhile: this client is no longer the app's
             return
         self.bridge.send_fn = client.send
@@ -322,8 +323,14 @@ class WorkbenchApp(App[int]):
             self.set_engine_state("error", f"{error}")
             self.notify(f"{error}", title="The engine could not start", severity="error", timeout=30)
 
+    def _winding_down(self) -> bool:
+        """True once the app has begun to shut down: Textual stops `is_running` before it removes the
+        screens, and engine events still queued then (the engine's end, above all) would look for panes
+        that are gone."""
+        return self._quitting or not self.is_running
+
     def on_engine_event(self, message: msg.EngineEvent) -> None:
-        if message.generation != self._engine_generation or self._closing:
+        if message.generation != self._engine_generation or self._winding_down():
             return
         if self._panes_pending:  # the panes that handle it are still being built: keep the order
             self._after_panes.append(partial(self.on_engine_event, message))
@@ -583,7 +590,7 @@ class WorkbenchApp(App[int]):
         self.exit(0)
 
     def on_unmount(self) -> None:
-        self._closing = True
+        self._quitting = True
         self._gc.stop()
         gc.unfreeze()  # the frozen objects can be collected again (matters where apps run in one process: tests)
         if self.client is not None:
