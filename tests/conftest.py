@@ -10,11 +10,25 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-_CACHE = tempfile.mkdtemp(prefix="workbench-test-cache-")
-os.environ.setdefault("WORKBENCH_CACHE", _CACHE)
+# Set in pytest's main process, before pytest-xdist starts its workers: they inherit it and share one
+# cache (the tiny model is built once, under a file lock, by whichever worker asks first).
+if not os.environ.get("WORKBENCH_CACHE"):
+    os.environ["WORKBENCH_CACHE"] = tempfile.mkdtemp(prefix="workbench-test-cache-")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Workers run side by side, one per core: a torch of one thread each (and in every engine and
+    # `workbench train` a worker starts). With a thread per core in each, OpenMP's threads wait for each
+    # other at every barrier whenever one is preempted (boot.limit_cpu_threads has the measurement).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+MAX_WORKERS = 4
+"""`-n auto` takes one worker per core up to this: each worker's engines hold about 1 GB."""
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
 
 
 @pytest.fixture

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from workbench import data as wbdata
+from workbench import gpu as nvml_readings  # its sample_gpus is looked up at each call, not bound at import
 from workbench import memory_forecast as mf
 from workbench import requests as rq
 from workbench.config import RunConfig
 from workbench.engine.tiny import resolve_model_name
-from workbench.gpu import sample_gpus
 
 GIB = 1024**3
 
@@ -36,7 +36,7 @@ def longest_sample(config: RunConfig, tokenizer: Any, dataset: wbdata.LoadedData
 def free_memory() -> tuple[float | None, str]:
     """Free memory of the first GPU in GiB and its name; (None, "no NVIDIA GPU here") where NVML sees none
     (the GPU panel says why at length)."""
-    gpus, _why = sample_gpus()
+    gpus, _why = nvml_readings.sample_gpus()
     first = gpus[0] if gpus else None
     if first is None or first.memory_total is None or first.memory_used is None:
         return None, "no NVIDIA GPU here"
@@ -53,7 +53,7 @@ def answer(config: RunConfig, shape: mf.Shape, longest: int, free_gib: float | N
     profiles = mf.profiles(shape, setting, free_gib) if free_gib is not None else []
     check = None
     if config.training.gpus != 1:
-        check = check_gpus(config.training.gpus, sample_gpus()[0] if gpus is None else gpus, forecast.total_gib)
+        check = check_gpus(config.training.gpus, nvml_readings.sample_gpus()[0] if gpus is None else gpus, forecast.total_gib)
     return rq.MemoryForecastAnswer(
         gpus_ok=check.ok if check else True, gpus_line=check.line if check else "",
         total_gib=forecast.total_gib, breakdown=forecast.breakdown(), verdict=forecast.verdict(free_gib),
