@@ -52,7 +52,6 @@ async def test_quit_while_the_engine_starts(demo_config_path: Path):
     assert not Path(client.socket_path or "").exists()
 
 
-
 class EndsTheEngineOnUnmount(Widget):
     """Hands the app the engine's end while Textual removes the screen: the moment at which the app's
     message loop handled a killed engine's last event in CI (is_running already False, panes going)."""

@@ -141,8 +141,6 @@ class WorkbenchApp(App[int]):
         """Printed after the UI closes (how to re-attach to a run that keeps training)."""
         self._engine_detail = ""
         self._engine_generation = 0
-        # Set when the app unmounts. Not Textual's own `_closing` (a MessagePump internal this once shadowed).
-        self._quitting = False
         # Widgets built after the first frame (by id): engine events wait for them, to keep their order.
         self._panes_pending = {f"{name}-pane" for name in DEFERRED_PANES} | {f"section-{name}" for name in DEFERRED_SECTIONS}
         self._after_panes: list[Callable[[], None]] = []
@@ -267,7 +265,7 @@ class WorkbenchApp(App[int]):
         # 0.64 s over about 1 M tracked objects were measured, each a visible freeze of the UI. Frozen,
         # they leave the collector's generations, so a full GC scans only what was made since. From here
         # on, collections run from a timer, the full ones when the user pauses (gc_schedule.py).
-        if self._quitting:  # on_unmount unfreezes; freezing after it would pin this app's objects
+        if self._winding_down():  # on_unmount unfreezes; freezing after it would pin this app's objects
             return
         gc.freeze()
         self._gc.start()
@@ -325,9 +323,10 @@ class WorkbenchApp(App[int]):
 
     def _winding_down(self) -> bool:
         """True once the app has begun to shut down: Textual stops `is_running` before it removes the
-        screens, and engine events still queued then (the engine's end, above all) would look for panes
-        that are gone."""
-        return self._quitting or not self.is_running
+        screens and before on_unmount, and engine events still queued then (the engine's end, above all)
+        would look for panes that are gone. (The app once kept its own `_closing` flag for this, which
+        shadowed Textual's MessagePump internal of that name.)"""
+        return not self.is_running
 
     def on_engine_event(self, message: msg.EngineEvent) -> None:
         if message.generation != self._engine_generation or self._winding_down():
@@ -590,7 +589,6 @@ class WorkbenchApp(App[int]):
         self.exit(0)
 
     def on_unmount(self) -> None:
-        self._quitting = True
         self._gc.stop()
         gc.unfreeze()  # the frozen objects can be collected again (matters where apps run in one process: tests)
         if self.client is not None:
