@@ -17,7 +17,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -34,6 +34,7 @@ from workbench.engine.pause import PauseControl
 from workbench.errors import UserError
 from workbench.protocol import (
     ChatPath,
+    Done,
     EngineState,
     Error,
     EvalProgress,
@@ -75,6 +76,9 @@ class TrainingJob:
     pause: PauseControl
     ranks: int = 1
     """Processes training it: more than one under torchrun (no pause or probes there)."""
+    ended: threading.Event = field(default_factory=threading.Event)
+    """Set once the run has let go of the model, just before its Done goes out: a client that hears Done and
+    at once asks for the next run or a chat must find the engine free, not still winding the thread down."""
 
 
 class DataCache:
@@ -246,7 +250,7 @@ class Engine:
     # -- the model lock -------------------------------------------------------------------------
     @property
     def training(self) -> bool:
-        return self.job is not None and self.job.thread.is_alive()
+        return self.job is not None and self.job.thread.is_alive() and not self.job.ended.is_set()
 
     @property
     def idle(self) -> bool:
@@ -443,21 +447,31 @@ class Engine:
         stop = threading.Event()
         pause = PauseControl(record=self._recorder(run))
 
+        held: list[BaseModel] = []
+
+        def emit_holding_done(event: BaseModel) -> None:
+            # The run's Done waits until the engine is free again (below): it is the client's cue to go on.
+            (held.append if isinstance(event, Done) else self.emit)(event)
+
         def work() -> None:
             try:
                 self.set_state("training", run.name)
                 self.fast_chat.drop()  # its weights would go stale, and its memory is the run's
                 if plan is None:
-                    _done, self.loaded = run_training(config, run, self.emit, stop, resume=args.resume,
+                    _done, self.loaded = run_training(config, run, emit_holding_done, stop, resume=args.resume,
                                                       loaded=self.loaded, socket_path=self.socket_path, pause=pause)
                 else:
-                    self._train_on_ranks(plan, config, run, stop, args.resume)
+                    self._train_on_ranks(plan, config, run, stop, args.resume, emit_holding_done)
             finally:
+                job.ended.set()
                 self._release()
+                for event in held:
+                    self.emit(event)
 
         thread = threading.Thread(target=work, name="train", daemon=True)
-        self.job = TrainingJob(run, config, stop, thread, pause, ranks=plan.world if plan else 1)
-        self.job.thread.start()
+        job = TrainingJob(run, config, stop, thread, pause, ranks=plan.world if plan else 1)
+        self.job = job
+        job.thread.start()
         return rq.TrainStarted(run=run.name, run_dir=str(run.path))
 
     def _launch_plan(self, args: rq.Train) -> Any:
@@ -479,7 +493,8 @@ class Engine:
             raise UserError("config", str(exc), "Change training.gpus in the Config pane.") from None
         return LaunchPlan(nproc_per_node=len(ids), gpu_ids=ids, strategy=strategy) if len(ids) > 1 else None
 
-    def _train_on_ranks(self, plan: Any, config: RunConfig, run: RunDir, stop: threading.Event, resume: bool) -> None:
+    def _train_on_ranks(self, plan: Any, config: RunConfig, run: RunDir, stop: threading.Event, resume: bool,
+                        emit: Callable[[BaseModel], None]) -> None:
         """The run under torchrun: the engine's own model goes first (rank 0 needs GPU 0's memory), then the
         ranks' events are passed on as rank 0 writes them."""
         from workbench.engine.model import release_memory
@@ -487,7 +502,7 @@ class Engine:
 
         self.loaded = None
         release_memory()
-        train_on_ranks(plan, config, run, self.emit, stop, resume=resume, engine_socket=self.socket_path)
+        train_on_ranks(plan, config, run, emit, stop, resume=resume, engine_socket=self.socket_path)
 
     def _recorder(self, run: RunDir) -> Callable[[Event], None]:
         """An event of the run: into its events.jsonl and to the client; the engine's state follows a pause."""
