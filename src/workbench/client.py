@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, TypeVar, cast
 
 from workbench.protocol import (
     PROTOCOL_VERSION,
@@ -83,10 +83,36 @@ def prune_engine_logs(folder: Path, keep: int = KEEP_ENGINE_LOGS) -> list[Path]:
     return removed
 
 
+class EngineProcess(Protocol):
+    """The engine process start() spawned: what the client asks of it (subprocess.Popen has it all)."""
+
+    pid: int
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+
+Spawn = Callable[[list[str], dict[str, str], BinaryIO], EngineProcess]
+"""Start `python -m workbench.engine ARGS` with this environment, stdout and stderr to the log, in a
+session of its own (it outlives the terminal)."""
+
+
+def spawn_engine(args: list[str], env: dict[str, str], log: BinaryIO) -> EngineProcess:
+    return subprocess.Popen([sys.executable, "-m", "workbench.engine", *args], stdin=subprocess.DEVNULL,
+                            stdout=log, stderr=log, start_new_session=True, env=env)
+
+
 class EngineClient:
-    def __init__(self, on_event: Callable[[Event], None] | None = None) -> None:
+    def __init__(self, on_event: Callable[[Event], None] | None = None, spawn: Spawn = spawn_engine) -> None:
+        """`spawn` starts the engine process; the tests pass one that forks it from a process that has
+        already imported the ML stack (tests/warm.py)."""
         self.on_event = on_event or (lambda e: None)
-        self.process: subprocess.Popen[bytes] | None = None
+        self.spawn = spawn
+        self.process: EngineProcess | None = None
         self.socket_path: str | None = None
         self.log_path: Path | None = None
         self._sock: socket.socket | None = None
@@ -121,14 +147,7 @@ class EngineClient:
         src = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "workbench.engine", "--socket", self.socket_path],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                start_new_session=True,
-                env=env,
-            )
+            self.process = self.spawn(["--socket", self.socket_path], env, log)
         deadline = time.monotonic() + timeout
         while not os.path.exists(self.socket_path) and not self._closing.is_set():
             if self.process.poll() is not None:

@@ -2,14 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from workbench.client import EngineClient
+from tests import warm
 
 
 @pytest.fixture(scope="module")
 def engine():
-    """One real engine process per test module (starting one costs a few seconds of imports)."""
+    """One real engine process per test module, forked warm (tests/warm.py: no 15 s of imports each)."""
     events: list = []
-    client = EngineClient(on_event=events.append)
+    client = warm.engine_client(events.append)
     client.start(timeout=180)
     client.events = events  # type: ignore[attr-defined]
     yield client

@@ -1,18 +1,20 @@
 """Helpers for the tests of training on several ranks through the real launcher (torchrun), on the CPU:
-unsloth's CPU backend runs DDP over gloo. The tests are split over three files so that pytest-xdist can run
-them side by side (each takes minutes)."""
+unsloth's CPU backend runs DDP over gloo. The tests are split over files so that pytest-xdist can run them
+side by side (each takes a minute or more: every rank is a fresh interpreter that imports unsloth)."""
 
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
-import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests import warm
 from workbench.config import load_config, save_config
-from workbench.protocol import Log
+from workbench.protocol import Done, Log
 from workbench.runs import RunDir
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,8 +36,8 @@ def small_config(tmp_path: Path, batch: int, steps: int, name: str, save_steps: 
 
 
 def workbench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    """`workbench ARGS…` forked warm (tests/warm.py); its ranks, under torchrun, are fresh interpreters."""
+    return warm.run(*args, timeout=timeout)
 
 
 def losses(run: RunDir) -> dict[int, float]:
@@ -75,3 +77,37 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@dataclass
+class StoppedAndResumed:
+    run: RunDir
+    """On 2 CPU ranks: stopped by SIGINT after step 2, then resumed to the end."""
+    single: RunDir
+    """One process with the same global batch (4: 2 per rank x 2 ranks) and the same samples."""
+    stopped_output: str
+    resumed_output: str
+    stop_step: int
+
+
+def stop_and_resume_on_ranks(tmp_path: Path, strategy: str, steps: int = 16) -> StoppedAndResumed:
+    """The run a test of ranks checks: what every rank does at a stop and a resume, and (against the run of
+    one process) what DDP or FSDP2 computes, from one stopped and one resumed launch."""
+    run, single = RunDir(tmp_path / f"ranks-{strategy}"), RunDir(tmp_path / "single")
+    one = workbench("train", "--config", str(small_config(tmp_path, 4, steps, "b4")), "--run-dir", str(single.path))
+    assert one.returncode == 0, one.stdout[-2000:] + one.stderr[-2000:]
+    config = small_config(tmp_path, 2, steps, "b2")
+    ranks = ["--nproc", "2", "--strategy", strategy]
+    proc = warm.popen("train", "--config", str(config), "--run-dir", str(run.path), *ranks)
+    try:
+        wait_for_step(run, 2)
+        proc.send_signal(signal.SIGINT)  # as Ctrl-C: the launcher asks the ranks to stop
+        stopped_output, _ = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 or "stopped" in stopped_output, stopped_output[-2000:]
+    done = [e for e in run.iter_events() if isinstance(e, Done)]
+    assert [d.status for d in done] == ["stopped"], stopped_output[-2000:]
+    resumed = workbench("train", "--config", str(config), "--run-dir", str(run.path), *ranks, "--resume")
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    return StoppedAndResumed(run, single, stopped_output, resumed.stdout, done[0].step)

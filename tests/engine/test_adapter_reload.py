@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from tests import warm
+
 pytestmark = pytest.mark.engine
 
 SCRIPT = r"""
@@ -36,9 +38,8 @@ def test_trained_adapter_reloads_with_peft(tmp_path):
     from workbench.cli import main
 
     run_dir = tmp_path / "runs" / "reload"
-    code = subprocess.run(
-        [sys.executable, "-m", "workbench.cli", "train", "--config", "configs/demo.toml", "--run-dir", str(run_dir),
-         "--max-steps", "2"], capture_output=True, text=True, timeout=300, cwd=_root())
+    code = warm.run("train", "--config", "configs/demo.toml", "--run-dir", str(run_dir), "--max-steps", "2",
+                    timeout=300)
     assert code.returncode == 0, code.stdout[-2000:] + code.stderr[-2000:]
     assert "completed" in code.stdout
     proc = subprocess.run([sys.executable, "-c", SCRIPT, str(run_dir / "adapter")], capture_output=True, text=True,

@@ -10,10 +10,18 @@ from pathlib import Path
 
 import pytest
 
+from tests import warm
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """`workbench ARGS…` forked warm (tests/warm.py): the command as `python -m workbench.cli` runs it."""
+    return warm.run(*args, timeout=timeout)
+
+
+def fresh_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """A fresh interpreter: for what the warm start skips (what importing prints, the whole start)."""
     return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT)
 
@@ -87,7 +95,7 @@ def test_offline_hub_model_is_a_clear_message():
 @pytest.mark.engine
 def test_headless_training_prints_one_line_per_step_and_nothing_else(tmp_path):
     run_dir = tmp_path / "runs" / "quiet"
-    proc = run_cli("train", "--config", "configs/demo.toml", "--run-dir", str(run_dir), "--max-steps", "3",
+    proc = fresh_cli("train", "--config", "configs/demo.toml", "--run-dir", str(run_dir), "--max-steps", "3",
                    timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     steps = [line for line in proc.stdout.splitlines() if line.startswith("step ")]

@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from tests import warm
 from workbench import evaluation as ev
 from workbench.config import load_config, save_config
 
@@ -20,8 +20,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return warm.run(*args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -68,11 +67,10 @@ def test_a_stopped_eval_resumed_equals_one_run_straight(run: Path) -> None:
     straight = cli(*common, "--name", "straight")
     assert straight.returncode == 0, straight.stdout[-2000:]
     folder = run / "evals" / "stopped"
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", *common, "--name", "stopped"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+    proc = warm.popen(*common, "--name", "stopped")
     deadline = time.monotonic() + 300
     while len(ev.read_records(folder / "eval.jsonl")) < 2:  # the first batch is written
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read() if proc.stdout else ""
+        assert proc.poll() is None and time.monotonic() < deadline, proc.output()
         time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=300)

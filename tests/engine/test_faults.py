@@ -6,11 +6,11 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests import warm
 from workbench.config import save_config
 from workbench.protocol import Done, Log, Status, TrainStart
 from workbench.runs import RunDir
@@ -21,9 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def train_cli(config_path: Path, run_dir: Path, *extra: str, env: dict[str, str] | None = None,
               timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workbench.cli", "train", "--config", str(config_path), "--run-dir", str(run_dir), *extra],
-        capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
+    return warm.run("train", "--config", str(config_path), "--run-dir", str(run_dir), *extra, timeout=timeout,
+                    env={**os.environ, **(env or {})})
 
 
 @pytest.fixture

@@ -3,12 +3,11 @@ rotation, and losses exactly those of a run without it (the pause for inference 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests import warm
 from workbench.config import save_config
 from workbench.protocol import BestCheckpoint, GenerationEval, Log
 from workbench.runs import RunDir
@@ -19,8 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def train(config_path: Path, run_dir: Path) -> RunDir:
-    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "train", "--config", str(config_path),
-                           "--run-dir", str(run_dir)], capture_output=True, text=True, timeout=600, cwd=ROOT)
+    proc = warm.run("train", "--config", str(config_path), "--run-dir", str(run_dir))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return RunDir(run_dir)
 

@@ -11,6 +11,7 @@ import sys
 
 import pytest
 
+from tests import warm
 from tests.engine.ranks import ROOT, free_port, losses, rank_pids, small_config, wait_for_step, workbench
 from workbench.config import load_config, save_config
 from workbench.protocol import Checkpoint, Done, Log
@@ -22,9 +23,7 @@ pytestmark = pytest.mark.engine
 def test_a_rank_killed_marks_the_run_failed_and_keeps_the_checkpoint(tmp_path):
     run = RunDir(tmp_path / "killed")
     config = small_config(tmp_path, 2, 60, "kill", save_steps=2)
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "train", "--config", str(config), "--run-dir",
-                             str(run.path), "--nproc", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, cwd=ROOT)
+    proc = warm.popen("train", "--config", str(config), "--run-dir", str(run.path), "--nproc", "2")
     try:
         wait_for_step(run, 3)
         victims = rank_pids(run.path)
@@ -53,9 +52,8 @@ def test_out_of_memory_on_ranks_fails_the_run_at_once_instead_of_retrying_on_one
     config.training.auto_retry_oom = True
     save_config(config, path)
     env = {**os.environ, "WORKBENCH_INJECT_OOM_AT_STEP": "3"}
-    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "train", "--config", str(path), "--run-dir",
-                           str(run.path), "--nproc", "2"], capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env=env)
+    proc = warm.run("train", "--config", str(path), "--run-dir", str(run.path), "--nproc", "2", timeout=300,
+                    env=env)
     assert proc.returncode != 0
     done = [e for e in run.iter_events() if isinstance(e, Done)]
     assert [d.status for d in done] == ["failed"], proc.stdout[-2000:]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, Static, TextArea
 
+from tests import warm
 from tests.ui.conftest import FakeNvml, wait_for
 from workbench.config import load_config, save_config
 from workbench.ui.app import WorkbenchApp
@@ -29,7 +30,7 @@ async def test_demo_end_to_end(demo_config_path: Path, tmp_path: Path):
     config.training.max_steps = 5000
     config.training.save_steps = 10000
     save_config(config, demo_config_path)
-    app = WorkbenchApp(config_path=demo_config_path, gpu_module=FakeNvml())
+    app = WorkbenchApp(config_path=demo_config_path, gpu_module=FakeNvml(), engine_factory=warm.engine_client)
     async with app.run_test(size=(160, 50)) as pilot:
         await app.panes_mounted()
         await wait_for(pilot, lambda: app.engine_ready, 180, "engine ready")

@@ -3,13 +3,12 @@ held-out rows started from the pane, its progress streamed, and the eval it wrot
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Static
 
+from tests import warm
 from tests.ui.conftest import FakeNvml, wait_for
 from workbench.protocol import EvalProgress
 from workbench.ui.app import WorkbenchApp
@@ -21,11 +20,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def test_an_eval_made_by_the_engine_is_followed_and_opened(demo_config_path: Path, tmp_path: Path):
     run_dir = tmp_path / "runs" / "judged"
-    trained = subprocess.run([sys.executable, "-m", "workbench.cli", "train", "--config", str(demo_config_path),
-                              "--run-dir", str(run_dir), "--max-steps", "4"],
-                             capture_output=True, text=True, timeout=600, cwd=ROOT)
+    trained = warm.run("train", "--config", str(demo_config_path), "--run-dir", str(run_dir), "--max-steps", "4")
     assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-2000:]
-    app = WorkbenchApp(config_path=demo_config_path, attach=str(run_dir), gpu_module=FakeNvml())
+    app = WorkbenchApp(config_path=demo_config_path, attach=str(run_dir), gpu_module=FakeNvml(),
+                       engine_factory=warm.engine_client)
     async with app.run_test(size=(120, 40)) as pilot:
         await app.panes_mounted()
         await wait_for(pilot, lambda: app.engine_ready, 180, "engine")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, Static
 
+from tests import warm
 from tests.ui.conftest import FakeNvml, wait_for
 from workbench.config import load_config
 from workbench.ui.app import WorkbenchApp
@@ -46,7 +47,7 @@ async def test_config_validates_as_typed_and_saves(demo_config_path: Path):
 
 
 async def test_data_pane_changes_follow_the_config(demo_config_path: Path):
-    app = WorkbenchApp(config_path=demo_config_path, gpu_module=FakeNvml())
+    app = WorkbenchApp(config_path=demo_config_path, gpu_module=FakeNvml(), engine_factory=warm.engine_client)
     async with app.run_test(size=(120, 40)) as pilot:
         await app.panes_mounted()
         await wait_for(pilot, lambda: app.engine_ready, 180, "engine")
@@ -67,7 +68,7 @@ async def test_data_pane_changes_follow_the_config(demo_config_path: Path):
 
 
 async def test_bad_data_source_is_shown_not_raised(demo_config_path: Path, tmp_path: Path):
-    app = WorkbenchApp(config_path=demo_config_path, gpu_module=FakeNvml())
+    app = WorkbenchApp(config_path=demo_config_path, gpu_module=FakeNvml(), engine_factory=warm.engine_client)
     async with app.run_test(size=(120, 40)) as pilot:
         await app.panes_mounted()
         await wait_for(pilot, lambda: app.engine_ready, 180, "engine")

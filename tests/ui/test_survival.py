@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Static
 
+from tests import warm
 from tests.ui.conftest import FakeNvml, wait_for
 from workbench.config import load_config, save_config
 from workbench.protocol import Done, Log, TrainStart
@@ -89,7 +90,7 @@ async def test_engine_killed_ui_stays_up_and_resumes(demo_config_path: Path):
     config.training.save_total_limit = 2
     config.data.eval_fraction = 0.0
     save_config(config, demo_config_path)
-    app = WorkbenchApp(config_path=demo_config_path, gpu_module=FakeNvml())
+    app = WorkbenchApp(config_path=demo_config_path, gpu_module=FakeNvml(), engine_factory=warm.engine_client)
     async with app.run_test(size=(120, 40)) as pilot:
         try:
             await app.panes_mounted()
