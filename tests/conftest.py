@@ -43,3 +43,29 @@ def demo_config(tmp_path: Path):
     config.training.per_device_train_batch_size = 2
     config.eval.generate_steps = 0  # summarizing mid-run is tested where it is the point (test_generation_eval)
     return config
+
+
+LONGEST_FIRST = (
+    "tests/engine/test_ranks_fsdp2.py",
+    "tests/ui/test_config_form.py",  # needs no model: runs while the first file builds the tiny one (~1 min)
+    "tests/engine/test_ranks_faults.py",
+    "tests/engine/test_ranks_ddp.py",
+    "tests/engine/test_engine.py",
+    "tests/ui/test_snapshots.py",
+    "tests/ui/test_snapshots_eval.py",
+    "tests/engine/test_ranks.py",
+)
+"""The files that take longest (seconds of worker time in a full run, --junitxml), handed out first.
+
+pytest-xdist gives a worker a whole file at a time (--dist loadfile) and, left to itself, hands out the
+files with the most tests first: the rank tests, one or four tests of one to two minutes each, came last,
+and one worker ran them alone for the last two minutes. With --no-loadscope-reorder (pyproject) the files go
+in this order, then the rest in collection order."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    def position(item: pytest.Item) -> int:
+        path = item.nodeid.split("::", 1)[0]
+        return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=position)  # stable: the order within a file, and of the other files, is kept

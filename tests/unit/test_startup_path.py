@@ -37,6 +37,7 @@ STARTUP_MODULES = {
     "workbench.ui.widgets", "workbench.ui.widgets.deferred", "workbench.ui.widgets.focus_scroll",
     "workbench.ui.widgets.key_bar",
     "workbench.ui.widgets.state_switch",  # the model section, drawn first, has two on/off fields
+    "workbench.ui.textual_internals",  # Esc+digit read as Alt+digit before the first key (read_esc_digit_as_alt)
 }
 # Never before the first frame: the ML stack (the engine's), and what only a later pane or screen needs.
 NOT_AT_STARTUP = (

@@ -38,3 +38,18 @@ def test_a_radio_button_draws_its_state_as_a_glyph() -> None:
     import asyncio
 
     asyncio.run(check())
+
+
+def test_esc_and_a_digit_from_the_terminal_are_alt_and_the_digit() -> None:
+    """What a terminal sends for Alt+6 (tmux's M-6, xterm's metaSendsEscape): ESC then "6". Textual's own
+    table read it as "§" (macOS Option+6), which the Chat box then typed; the pane binding never fired."""
+    from textual._xterm_parser import XTermParser
+
+    import workbench.ui.app  # noqa: F401  (the App's module makes the change)
+
+    for digit in "0123456789":
+        parser = XTermParser()
+        keys = [getattr(e, "key", None) for e in [*parser.feed(f"\x1b{digit}"), *parser.feed("")]]
+        assert keys == [f"alt+{digit}"], (digit, keys)
+    parser = XTermParser()
+    assert [e.key for e in parser.feed("§")] == ["section_sign"]  # the character itself still types

@@ -37,6 +37,7 @@ from workbench.ui.bridge import EngineBridge
 from workbench.ui.commands import PANES, WorkbenchCommands
 from workbench.ui.gc_schedule import IdleCollector
 from workbench.ui.panes.config_pane import DEFERRED_SECTIONS, ConfigPane
+from workbench.ui.textual_internals import read_esc_digit_as_alt
 from workbench.ui.widgets.deferred import Deferred
 from workbench.ui.widgets.key_bar import KeyBar
 
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from workbench.ui.panes.train_pane import TrainPane
 
 align_indic_widths()  # before anything renders: Hindi lines must measure as terminals draw them
+read_esc_digit_as_alt()  # Alt+digit from tmux or a Linux terminal switches panes instead of typing "§"
 
 # The panes after the first: their modules are imported and their widgets built after the first frame
 # (Deferred), so that start-up pays only for the Config pane the user sees.

@@ -9,7 +9,7 @@ pyproject.toml.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from textual.content import Content
 from textual.widgets._toggle_button import ToggleButton
@@ -23,6 +23,7 @@ from textual.widgets._toggle_button import ToggleButton
 #    so repeats what PlotextPlot.render does: `Plot._set_size` and `PlotextPlot._get_plotext_theme_name`.
 # 5. workbench.textwidth replaces `rich.cells.load_cell_table` and clears Rich's width caches.
 # 6. StateRadioButton (ui/widgets/toggles.py) draws its own glyph through ToggleButton's `_button`.
+# 7. read_esc_digit_as_alt (below) edits Textual's key table, `textual._ansi_sequences.ANSI_SEQUENCES_KEYS`.
 
 
 def toggle_button_glyph(button: ToggleButton, inner: str) -> Content:
@@ -34,8 +35,28 @@ def toggle_button_glyph(button: ToggleButton, inner: str) -> Content:
 
 
 
+ESC_DIGITS = tuple(f"\x1b{digit}" for digit in "0123456789")
+
+
+def read_esc_digit_as_alt() -> None:
+    """Read Esc followed by a digit as Alt+digit (the pane keys), as xterm means it.
+
+    Textual's key table maps Esc then a digit to what macOS's Option key types on a US layout (Esc 6 is
+    "§", Esc 1 "¡"). But Esc+digit is how Alt+digit arrives from a Linux terminal (xterm's
+    metaSendsEscape), from tmux (M-6), from macOS with "Option as Meta", and when Esc and a digit are
+    typed quickly over a slow link: the pane switch typed "§" into the text box being left. Without the
+    entries, Textual's parser reads the Esc as Alt on the digit. Typing "§" itself is unchanged: a
+    terminal sends the character, not Esc and a digit."""
+    from textual import _ansi_sequences
+
+    table = cast("dict[str, Any]", _ansi_sequences.ANSI_SEQUENCES_KEYS)  # typed Mapping; a dict
+    for sequence in ESC_DIGITS:
+        table.pop(sequence, None)
+
+
 def _internals() -> tuple[tuple[str, Any, str], ...]:
     import rich.cells
+    from textual import _ansi_sequences
     from textual.css.stylesheet import Stylesheet
     from textual.screen import Screen
     from textual_plotext import PlotextPlot
@@ -52,6 +73,7 @@ def _internals() -> tuple[tuple[str, Any, str], ...]:
         ("rich.cells.cached_cell_len", rich.cells, "cached_cell_len"),
         ("ToggleButton._button", ToggleButton, "_button"),
         ("ToggleButton.BUTTON_INNER", ToggleButton, "BUTTON_INNER"),
+        ("textual._ansi_sequences.ANSI_SEQUENCES_KEYS", _ansi_sequences, "ANSI_SEQUENCES_KEYS"),
     )
 
 
