@@ -528,6 +528,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 def cmd_tui(args: argparse.Namespace, demo: bool = False) -> int:
     config_path = _packaged_config(DEMO_CONFIG) if demo else (
         Path(args.config) if args.config else _packaged_config(DEFAULT_CONFIG))
+    if demo:
+        # Everything the demo uses is on disk. Without this the engine probed the hub at start and, on a
+        # machine without network, said so in a 20-second toast over the pane. HF_HUB_OFFLINE=0 still
+        # lets a demo user try a hub model.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return _run_tui(config_path)
 
 
