@@ -16,6 +16,7 @@ import atexit
 import contextlib
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -125,6 +126,7 @@ class WarmServer:
             self.process.kill()
             self.process.wait(timeout=30)
         self.log.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 _server: WarmServer | None = None

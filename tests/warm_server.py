@@ -103,9 +103,9 @@ def serve(path: str) -> None:
                 sys.stdout.flush()
                 sys.stderr.flush()
                 pid = os.fork()
-                if pid == 0:
-                    listener.close()
-                    conn.close()
+                if pid == 0:  # the child keeps none of the server's sockets (nor the other commands')
+                    for held in (listener, conn, *children.values()):
+                        held.close()
                     child(request, fds)
                 for fd in fds:
                     os.close(fd)
