@@ -15,7 +15,7 @@ from typing import Any
 from tests import warm
 from workbench.config import load_config, save_config
 from workbench.protocol import Done, Log
-from workbench.runs import RunDir
+from workbench.runs import COMPLETE_MARKER, RunDir
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -108,6 +108,12 @@ def stop_and_resume_on_ranks(tmp_path: Path, strategy: str, steps: int = 16) -> 
     assert proc.returncode == 130 or "stopped" in stopped_output, stopped_output[-2000:]
     done = [e for e in run.iter_events() if isinstance(e, Done)]
     assert [d.status for d in done] == ["stopped"], stopped_output[-2000:]
+    step = done[0].step
+    assert 2 <= step < steps
+    marked = [s for s, p in run.checkpoints() if (p / COMPLETE_MARKER).exists()]
+    assert step in marked, (step, marked)  # every rank stopped at that step and saved it (its shard, FSDP2)
     resumed = workbench("train", "--config", str(config), "--run-dir", str(run.path), *ranks, "--resume")
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
-    return StoppedAndResumed(run, single, stopped_output, resumed.stdout, done[0].step)
+    assert f"completed at step {steps}/{steps}" in resumed.stdout, resumed.stdout[-2000:]
+    assert sorted(losses(run)) == list(range(1, steps + 1))
+    return StoppedAndResumed(run, single, stopped_output, resumed.stdout, step)
