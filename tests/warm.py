@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -77,7 +78,7 @@ class WarmProcess:
         hang-up."""
         if self.returncode is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.pid, 9)
+                os.killpg(self.pid, signal.SIGKILL)
 
     def output(self) -> str:
         """stdout so far (with stderr, when they were merged)."""

@@ -250,7 +250,7 @@ class Engine:
     # -- the model lock -------------------------------------------------------------------------
     @property
     def training(self) -> bool:
-        return self.job is not None and self.job.thread.is_alive() and not self.job.ended.is_set()
+        return self.job is not None and not self.job.ended.is_set()  # `ended` is set however work() ends
 
     @property
     def idle(self) -> bool:
