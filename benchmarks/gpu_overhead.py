@@ -3,7 +3,8 @@ alternated in one process so that neither profits from going second.
 
     python benchmarks/gpu_overhead.py --cache .gpucache [--measure 20]
 
-Order: a discarded C warm-up (pays unsloth's kernel compile), then A, C, C, A. Each arm loads the same
+Order: a discarded C warm-up (pays unsloth's kernel compile), then A, C, C, A (`--order`; ACCAACCA for
+two blocks). Each arm loads the same
 4-bit checkpoint afresh, runs 3 warm-up steps and `--measure` measured steps on the same token data,
 and prints one RESULT line. The ABBA order gives each arm the same mean position, so an order effect
 (allocator and autotuner warmed by the arm before) cancels in the mean; the per-position pairs show it.
@@ -93,17 +94,21 @@ def arm_c(cache: Path, shape: str, measure: int, position: int) -> dict[str, Any
 def main() -> None:
     p = gb.base_parser()
     p.add_argument("--measure", type=int, default=20)
+    p.add_argument("--order", default="ACCA",
+                   help="the arms in order after the warm-up; ACCAACCA repeats the ABBA block for a second pair")
     a = p.parse_args()
+    if set(a.order) - {"A", "C"} or a.order.count("A") != a.order.count("C"):
+        p.error("--order: A and C only, as many of each")
     cache = Path(a.cache).resolve()
     gb.boot_engine()
     gb.log("warm-up arm (C, discarded): pays the kernel compile")
     arm_c(cache, a.shape, 2, 0)
     results = []
-    for position, arm in enumerate(("A", "C", "C", "A"), start=1):
+    for position, arm in enumerate(a.order, start=1):
         gb.log(f"arm {arm}, position {position}")
         fn = arm_a if arm == "A" else arm_c
         results.append((arm, fn(cache, a.shape, a.measure, position)))
-    mean = {arm: sum(r["tokens_per_s"] for x, r in results if x == arm) / 2 for arm in ("A", "C")}
+    mean = {arm: sum(r["tokens_per_s"] for x, r in results if x == arm) / a.order.count(arm) for arm in ("A", "C")}
     summary = {"arm": "overhead summary (ABBA)", "A_mean_tokens_per_s": round(mean["A"], 1),
                "C_mean_tokens_per_s": round(mean["C"], 1), "A_over_C": round(mean["A"] / mean["C"], 4),
                "per_position": [(x, r["position"], r["tokens_per_s"], r["s_per_step"]) for x, r in results]}
