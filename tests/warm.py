@@ -6,7 +6,12 @@ Why: a fresh interpreter spends about 15 s of CPU importing unsloth, torch, tran
 What stays the same: the child is its own process (exit code, signals, stdout and stderr, environment and
 working directory as subprocess gives them) and runs `workbench.cli` as `python -m` does. What is skipped
 is only the interpreter's start and the imports, so tests of those (the start-up path, import hygiene,
-output free of library chatter) start real interpreters, and so does every engine and every rank.
+output free of library chatter) start real interpreters.
+
+Ranks: torchrun itself is always a fresh interpreter. A test that passes `rank_env(...)` as the command's
+environment has torchrun start each rank through tests/warm_rank.py, forked from a server that imported
+under that launch's rank environment (WORLD_SIZE, FSDP2 and the rest, which unsloth reads at import);
+the other rank tests (tests/engine/test_ranks.py) start every rank as a fresh interpreter.
 
 One server per test process (each pytest-xdist worker), started on first use and ended with the process."""
 
@@ -95,12 +100,13 @@ def _read(file: IO[bytes]) -> str:
 
 
 class WarmServer:
-    def __init__(self) -> None:
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        """`env`: the server's own environment, under which it imports (default: this process's)."""
         self.folder = Path(tempfile.mkdtemp(prefix="wb-warm-"))
         self.socket_path = str(self.folder / "s")
         self.log = open(self.folder / "server.log", "wb")  # noqa: SIM115 (open while the server runs)
         self.process = subprocess.Popen([sys.executable, "-m", "tests.warm_server", self.socket_path], cwd=ROOT,
-                                        stdout=self.log, stderr=subprocess.STDOUT)
+                                        stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not os.path.exists(self.socket_path):
             if self.process.poll() is not None or time.monotonic() > deadline:
@@ -108,6 +114,8 @@ class WarmServer:
                 raise RuntimeError("the warm server did not start: "
                                    + (self.folder / "server.log").read_text(errors="replace")[-3000:])
             time.sleep(0.1)
+        self.import_effects: dict[str, str | None] = json.loads(Path(self.socket_path + ".effects.json").read_text())
+        """What the server's imports set in its environment (None: removed), as they do in each child's."""
 
     def popen(self, args: list[str], *, cwd: Path | str = ROOT, env: dict[str, str] | None = None,
               merge_stderr: bool = False, module: str = "workbench.cli", session: bool = False,
@@ -131,7 +139,9 @@ class WarmServer:
 
 
 _server: WarmServer | None = None
+_rank_servers: dict[tuple[tuple[str, str], ...], WarmServer] = {}
 _lock = threading.Lock()
+RANK_SHIM = ROOT / "tests" / "warm_rank.py"
 
 
 def server() -> WarmServer:
@@ -141,6 +151,33 @@ def server() -> WarmServer:
             _server = WarmServer()
             atexit.register(_server.close)
         return _server
+
+
+def rank_env(nproc_per_node: int, nnodes: int = 1, strategy: str = "ddp", from_workbench: bool = True) -> dict[str, str]:
+    """The environment for a `workbench train --nproc …` whose ranks torchrun starts warm: this process's,
+    with PYTHON_EXEC naming tests/warm_rank.py and the socket of a rank server that imported under the
+    environment those ranks get (started on first use, one per kind of launch). `from_workbench=False`: the
+    test starts torchrun itself (the lines `--print-launch` prints)."""
+    from workbench.distributed import LaunchPlan
+
+    # A rank inherits the environment of the `workbench` process that launched it, whose imports set
+    # variables of their own (unsloth's, the compile cache's location), then torchrun's.
+    effects = server().import_effects if from_workbench else {}
+    launcher_env = {**os.environ, **{k: v for k, v in effects.items() if v is not None}}
+    for key in [k for k, v in effects.items() if v is None]:
+        launcher_env.pop(key, None)
+    imported_under = {**launcher_env, **LaunchPlan(nproc_per_node, nnodes=nnodes, strategy=strategy).env(),
+                      "WORLD_SIZE": str(nproc_per_node * nnodes), "LOCAL_WORLD_SIZE": str(nproc_per_node),
+                      "RANK": "0", "LOCAL_RANK": "0"}
+    if nproc_per_node > 1:  # what torchrun sets for its ranks when the caller did not
+        imported_under.setdefault("OMP_NUM_THREADS", "1")
+    key = tuple(sorted(imported_under.items()))
+    with _lock:
+        ranks = _rank_servers.get(key)
+        if ranks is None or ranks.process.poll() is not None:
+            ranks = _rank_servers[key] = WarmServer(env=imported_under)
+            atexit.register(ranks.close)
+    return {**os.environ, "PYTHON_EXEC": str(RANK_SHIM), "WORKBENCH_WARM_RANK_SOCKET": ranks.socket_path}
 
 
 def popen(*args: str, cwd: Path | str = ROOT, env: dict[str, str] | None = None) -> WarmProcess:

@@ -10,12 +10,25 @@ failed or timed out) kills the child's process group.
 The child runs the module (`workbench.cli` or `workbench.engine`) as `python -m` does (runpy, as
 __main__), in its own process group (its own session, as the UI starts an engine, when asked), with the test's environment and working directory; only the interpreter's start and the imports
 are skipped. OpenMP is forked before any parallel region runs here (this process only imports), so the
-children start their thread pools fresh."""
+children start their thread pools fresh.
+
+What the imports do to the environment (unsloth sets variables as it loads) is done again in each child:
+the child's environment is the test's, with those changes applied where the test left the variable as
+this process started with it (what a fresh interpreter importing the same code would end with).
+
+A server started with a rank's environment (tests/warm.py's `rank_env`) forks ranks for torchrun through
+tests/warm_rank.py. Its imports ran under that environment (unsloth decides at import whether it is one
+of several ranks and whether to shard with FSDP2), so a request marked `rank` is refused when the
+variables those decisions read (SIGNATURE) differ from this process's at its start.
+
+A request marked `unbuffered` (torchrun starts ranks with `python -u`) gets unbuffered stdout and stderr,
+so a rank's last lines are in its log even when it is killed."""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import io
 import json
 import os
 import runpy
@@ -25,9 +38,17 @@ import socket
 import sys
 import traceback
 
+START_ENV = dict(os.environ)
+"""This process's environment before the imports."""
+IMPORT_EFFECTS: dict[str, str | None] = {}
+"""What the imports changed in it: the new value, or None for a variable they removed."""
+SIGNATURE_EXACT = ("WORLD_SIZE", "LOCAL_WORLD_SIZE", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
+SIGNATURE_PREFIXES = ("UNSLOTH_", "ACCELERATE_", "FSDP_")
+
 
 def preload() -> None:
-    """What a `workbench train`, `eval` or `export` and an engine import, in their order (unsloth first)."""
+    """What a `workbench train`, `eval` or `export`, an engine and a rank import, in their order (unsloth
+    first)."""
     from workbench.engine.boot import boot
 
     boot()
@@ -35,8 +56,36 @@ def preload() -> None:
     import workbench.engine.evaluate
     import workbench.engine.export
     import workbench.engine.generate
+    import workbench.engine.rank
     import workbench.engine.server
     import workbench.engine.train  # noqa: F401
+
+    for key in set(START_ENV) | set(os.environ):
+        if START_ENV.get(key) != os.environ.get(key):
+            IMPORT_EFFECTS[key] = os.environ.get(key)
+
+
+def signature(env: dict[str, str]) -> dict[str, str]:
+    """The variables whose values at import decide what a rank's imports set up."""
+    return {k: v for k, v in env.items() if k in SIGNATURE_EXACT or k.startswith(SIGNATURE_PREFIXES)}
+
+
+def child_environment(requested: dict[str, str]) -> dict[str, str]:
+    env = dict(requested)
+    for key, value in IMPORT_EFFECTS.items():
+        if requested.get(key) == START_ENV.get(key):  # as this process had it: the import changes it the same way
+            if value is None:
+                env.pop(key, None)
+            else:
+                env[key] = value
+    return env
+
+
+def unbuffered_std_streams() -> None:
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        old = getattr(sys, name)
+        setattr(sys, name, io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding=old.encoding,
+                                            errors=old.errors, write_through=True))
 
 
 def child(request: dict, fds: list[int]) -> None:
@@ -55,9 +104,17 @@ def child(request: dict, fds: list[int]) -> None:
         os.dup2(fds[1], 2)
         for fd in (devnull, *fds):
             os.close(fd)
+        if request.get("unbuffered"):
+            unbuffered_std_streams()
         os.chdir(request["cwd"])
+        if request.get("rank") and signature(request["env"]) != signature(START_ENV):
+            sys.stderr.write(f"warm rank: this server imported with {signature(START_ENV)}, but the rank's "
+                             f"environment has {signature(request['env'])}; start it with tests/warm.py's "
+                             "rank_env for this launch\n")
+            code = 97
+            return
         os.environ.clear()
-        os.environ.update(request["env"])
+        os.environ.update(child_environment(request["env"]))
         module = request.get("module", "workbench.cli")
         sys.argv = [module, *request["argv"]]
         sys.modules.pop(module, None)  # as under `python -m`: __main__ is the only copy run
@@ -136,4 +193,8 @@ def serve(path: str) -> None:
 
 if __name__ == "__main__":
     preload()
+    # Before the socket exists (which tells the client the server is up): what the imports set, for the
+    # environment of a rank server (tests/warm.py's rank_env).
+    with open(sys.argv[1] + ".effects.json", "w", encoding="utf-8") as effects:
+        json.dump(IMPORT_EFFECTS, effects)
     serve(sys.argv[1])

@@ -1,6 +1,11 @@
 """Helpers for the tests of training on several ranks through the real launcher (torchrun), on the CPU:
 unsloth's CPU backend runs DDP over gloo. The tests are split over files so that pytest-xdist can run them
-side by side (each takes a minute or more: every rank is a fresh interpreter that imports unsloth)."""
+side by side.
+
+Where a test passes `warm.rank_env(...)`, torchrun starts its ranks warm (tests/warm_rank.py: forked from a
+server that imported under that launch's rank environment), which saves each rank the ~15 s of CPU a fresh
+interpreter spends importing unsloth; tests/engine/test_ranks.py and the engine's launch start every rank
+as a fresh interpreter, so that path stays tested too."""
 
 from __future__ import annotations
 
@@ -35,9 +40,10 @@ def small_config(tmp_path: Path, batch: int, steps: int, name: str, save_steps: 
     return path
 
 
-def workbench(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """`workbench ARGS…` forked warm (tests/warm.py); its ranks, under torchrun, are fresh interpreters."""
-    return warm.run(*args, timeout=timeout)
+def workbench(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`workbench ARGS…` forked warm (tests/warm.py); its ranks, under torchrun, are fresh interpreters unless
+    `env` is a `warm.rank_env`."""
+    return warm.run(*args, timeout=timeout, env=env)
 
 
 def losses(run: RunDir) -> dict[int, float]:
@@ -60,7 +66,9 @@ def wait_for_step(run: RunDir, step: int, timeout: float = 300) -> None:
 
 
 def rank_pids(run_dir: Path) -> list[str]:
-    """The rank processes of a run (not torchrun itself, whose command line names the module too)."""
+    """The rank processes of a run (not torchrun itself, whose command line names the module too). Ranks
+    started warm are found by their tests/warm_rank.py stand-ins: a signal to one reaches its rank, and
+    killed with -9, it takes its rank with it."""
     found = subprocess.run(["pgrep", "-f", f"workbench.engine.rank {run_dir}"], capture_output=True, text=True)
     pids = []
     for pid in found.stdout.split():
@@ -98,7 +106,8 @@ def stop_and_resume_on_ranks(tmp_path: Path, strategy: str, steps: int = 16) -> 
     assert one.returncode == 0, one.stdout[-2000:] + one.stderr[-2000:]
     config = small_config(tmp_path, 2, steps, "b2")
     ranks = ["--nproc", "2", "--strategy", strategy]
-    proc = warm.popen("train", "--config", str(config), "--run-dir", str(run.path), *ranks)
+    env = warm.rank_env(2, strategy=strategy)
+    proc = warm.popen("train", "--config", str(config), "--run-dir", str(run.path), *ranks, env=env)
     try:
         wait_for_step(run, 2)
         proc.send_signal(signal.SIGINT)  # as Ctrl-C: the launcher asks the ranks to stop
@@ -112,7 +121,7 @@ def stop_and_resume_on_ranks(tmp_path: Path, strategy: str, steps: int = 16) -> 
     assert 2 <= step < steps
     marked = [s for s, p in run.checkpoints() if (p / COMPLETE_MARKER).exists()]
     assert step in marked, (step, marked)  # every rank stopped at that step and saved it (its shard, FSDP2)
-    resumed = workbench("train", "--config", str(config), "--run-dir", str(run.path), *ranks, "--resume")
+    resumed = workbench("train", "--config", str(config), "--run-dir", str(run.path), *ranks, "--resume", env=env)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert f"completed at step {steps}/{steps}" in resumed.stdout, resumed.stdout[-2000:]
     assert sorted(losses(run)) == list(range(1, steps + 1))

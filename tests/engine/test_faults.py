@@ -76,6 +76,8 @@ def test_oom_without_retry_names_the_sizes_and_what_to_change(small, tmp_path):
     assert "per_device_train_batch_size" in proc.stdout and "auto_retry_oom" in proc.stdout
     assert "Traceback" not in proc.stdout + proc.stderr
     assert RunDir(run_dir).newest_checkpoint() is not None  # the checkpoint at step 2 is kept
+    done = [e for e in RunDir(run_dir).iter_events() if isinstance(e, Done)]
+    assert [(d.status, d.step) for d in done] == [("failed", 2)]  # the last step it finished, not 0
 
 
 def test_disk_full_is_refused_before_training(small, tmp_path):

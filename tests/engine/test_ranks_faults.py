@@ -1,6 +1,7 @@
 """Ranks that fail (killed, out of memory), two nodes on one machine, and the engine (the TUI's path) running a
 run on ranks. `workbench train --nproc 2` is the path a multi-GPU run takes, with CPU ranks over gloo
-instead of GPUs (tests/engine/ranks.py has the helpers)."""
+instead of GPUs (tests/engine/ranks.py has the helpers). The engine's launch starts its ranks as fresh
+interpreters; the others start them warm (`warm.rank_env`)."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ pytestmark = pytest.mark.engine
 def test_a_rank_killed_marks_the_run_failed_and_keeps_the_checkpoint(tmp_path):
     run = RunDir(tmp_path / "killed")
     config = small_config(tmp_path, 2, 60, "kill", save_steps=2)
-    proc = warm.popen("train", "--config", str(config), "--run-dir", str(run.path), "--nproc", "2")
+    proc = warm.popen("train", "--config", str(config), "--run-dir", str(run.path), "--nproc", "2",
+                      env=warm.rank_env(2))
     try:
         wait_for_step(run, 3)
         victims = rank_pids(run.path)
@@ -35,6 +37,7 @@ def test_a_rank_killed_marks_the_run_failed_and_keeps_the_checkpoint(tmp_path):
             proc.kill()
     done = [e for e in run.iter_events() if isinstance(e, Done)]
     assert [d.status for d in done] == ["failed"], out[-2000:]
+    assert done[0].step >= 3, done[0]  # where the run got to, not step 0
     assert proc.returncode != 0
     assert "A rank ended" in out + done[0].message, out[-2000:]
     assert not run.adapter_dir.exists()
@@ -51,7 +54,7 @@ def test_out_of_memory_on_ranks_fails_the_run_at_once_instead_of_retrying_on_one
     config = load_config(path)
     config.training.auto_retry_oom = True
     save_config(config, path)
-    env = {**os.environ, "WORKBENCH_INJECT_OOM_AT_STEP": "3"}
+    env = {**warm.rank_env(2), "WORKBENCH_INJECT_OOM_AT_STEP": "3"}
     proc = warm.run("train", "--config", str(path), "--run-dir", str(run.path), "--nproc", "2", timeout=300,
                     env=env)
     assert proc.returncode != 0
@@ -72,7 +75,8 @@ def test_two_nodes_on_one_machine_from_print_launch(tmp_path):
     commands = [line for line in printed.stdout.splitlines() if line and not line.startswith("#")]
     assert len(commands) == 2 and "--node-rank=0" in commands[0] and "--node-rank=1" in commands[1]
     assert (run_dir / "launch.toml").exists()
-    agents = [subprocess.Popen(["bash", "-c", line.replace("python ", f"{sys.executable} ", 1)], cwd=ROOT,
+    env = warm.rank_env(1, nnodes=2, from_workbench=False)
+    agents = [subprocess.Popen(["bash", "-c", line.replace("python ", f"{sys.executable} ", 1)], cwd=ROOT, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for line in commands]
     outputs = [a.communicate(timeout=400)[0] for a in agents]
     assert [a.returncode for a in agents] == [0, 0], [o[-1500:] for o in outputs]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual import events
 from textual.command import CommandPalette
 from textual.widgets import Input, Static
 
@@ -51,6 +52,13 @@ async def type_into(pilot, field: str, text: str) -> None:
     pilot.app.query_one(f"#f-{field.replace('.', '-')}", Input).focus()
     await pilot.pause()
     await pilot.press("end", "ctrl+u", *text, "escape")  # ctrl+u: delete to the start
+    await pilot.pause()
+
+
+async def paste(pilot, text: str) -> None:
+    """What a terminal sends when the user pastes `text` (a bracketed paste): one event, not a key per
+    character, which for a path costs the test a second per ten characters."""
+    pilot.app.post_message(events.Paste(text))
     await pilot.pause()
 
 
@@ -261,7 +269,9 @@ async def test_an_error_clears_when_a_file_is_loaded(demo_config_path: Path, tmp
         await type_into(pilot, "lora.r", "0")
         await type_into(pilot, "lora.alpha", "x")
         app.query_one("#config-path", Input).focus()
-        await pilot.press("end", "ctrl+u", *str(other), "escape")
+        await pilot.press("end", "ctrl+u")
+        await paste(pilot, str(other))
+        await pilot.press("escape")
         await pilot.click("#config-load")
         await pilot.pause()
         assert app.config.lora.r == 64
@@ -298,7 +308,9 @@ async def test_an_error_clears_when_the_data_pane_fixes_the_field(demo_config_pa
         await pilot.press("2")
         app.query_one("#data-source", Input).focus()
         await pilot.pause()
-        await pilot.press("end", "ctrl+u", *str(data), "enter", "escape", "1")
+        await pilot.press("end", "ctrl+u")
+        await paste(pilot, str(data))
+        await pilot.press("enter", "escape", "1")
         await pilot.pause()
         assert app.config.data.source == str(data)
         assert error_of(app, "data.source") == ""

@@ -36,6 +36,7 @@ STARTUP_MODULES = {
     "workbench.ui.gc_schedule", "workbench.ui.messages", "workbench.ui.panes", "workbench.ui.panes.config_pane",
     "workbench.ui.widgets", "workbench.ui.widgets.deferred", "workbench.ui.widgets.focus_scroll",
     "workbench.ui.widgets.key_bar",
+    "workbench.ui.widgets.one_line",
     "workbench.ui.widgets.state_switch",  # the model section, drawn first, has two on/off fields
     "workbench.ui.textual_internals",  # Esc+digit read as Alt+digit before the first key (read_esc_digit_as_alt)
 }

@@ -62,6 +62,8 @@ class RunProgress:
     """Seconds per optimizer step, the compiling first step excluded."""
     failure: str | None = None
     last_loss: float | None = None
+    last_step: int = 0
+    """The last optimizer step logged: where a run that fails with an exception got to."""
     paused_total: float = 0.0
     """Seconds the run waited, paused for probes: not training time."""
     paused_pending: float = 0.0
@@ -227,6 +229,7 @@ class StepReporter(TrainerCallback):  # type: ignore[misc]
         ))
         if isinstance(loss, int | float):
             self.progress.last_loss = float(loss)
+        self.progress.last_step = step
         self.logs_seen += 1
         if _cuda() and self.logs_seen % self.MEMORY_EVERY == 1:
             for event in memory_events(self.run_name, "step", self.memory_before_gib):  # every rank gathers

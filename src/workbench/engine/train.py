@@ -538,6 +538,7 @@ def run_training(
             log.exception("training failed")
         why = explain(exc, model_name=config.model.name, batch=session.batch, accum=session.accum,
                       seq=config.model.max_seq_length)
+        step = max(step, session.progress.last_step)  # the trainer is gone with the exception, not its steps
         done = session.done("failed", f"{why.message} {why.hint}".strip(), step, total, error_type=why.type)
     finally:
         if session.main:

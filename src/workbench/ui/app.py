@@ -23,7 +23,7 @@ from textual.binding import Binding
 from textual.reactive import Reactive, reactive
 from textual.screen import Screen
 from textual.widget import Widget
-from textual.widgets import Static, TabbedContent, TabPane
+from textual.widgets import TabbedContent, TabPane
 from textual.worker import Worker, WorkerState
 
 from workbench import settings
@@ -40,6 +40,7 @@ from workbench.ui.panes.config_pane import DEFERRED_SECTIONS, ConfigPane
 from workbench.ui.textual_internals import read_esc_digit_as_alt
 from workbench.ui.widgets.deferred import Deferred
 from workbench.ui.widgets.key_bar import KeyBar
+from workbench.ui.widgets.one_line import OneLine
 
 if TYPE_CHECKING:
     from workbench.ui.panes.chat_pane import ChatPane
@@ -169,7 +170,7 @@ class WorkbenchApp(App[int]):
             for name, title in PANES[1:]:
                 with TabPane(title, id=name):
                     yield Deferred(partial(self._build_pane, name))
-        yield Static("", id="status-bar")
+        yield OneLine("", id="status-bar")
         yield KeyBar()  # not Footer(): one widget, not one per key, redrawn without a layout (key_bar.py)
 
     def _build_pane(self, name: str) -> Widget:
@@ -437,7 +438,7 @@ class WorkbenchApp(App[int]):
         if self.config.model.trust_remote_code:
             unsaved += " [b red]⚠ trust_remote_code ON[/]"
         device = f" on {self.device}" if self.device else ""
-        self.query_one("#status-bar", Static).update(
+        self.query_one("#status-bar", OneLine).show(
             f"engine: [{colour}]{self.engine_state}[/]{device}{(' · ' + detail) if detail else ''}"
             f"  │  config: {self.config_path}{unsaved}")
 

@@ -18,7 +18,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.content import Content
 from textual.reactive import reactive
-from textual.widgets import Button, Input, Label, Select, Static, Switch
+from textual.widgets import Button, Input, Select, Static, Switch
 
 from workbench.config import (
     ConfigError,
@@ -34,6 +34,7 @@ from workbench.runs import is_run_record
 from workbench.ui.messages import ConfigEdited, ConfigFileLoaded, ConfigFileSaved, ConfigValidity
 from workbench.ui.widgets.deferred import Deferred
 from workbench.ui.widgets.focus_scroll import FocusScroll
+from workbench.ui.widgets.one_line import OneLine
 from workbench.ui.widgets.state_switch import StateSwitch
 
 if TYPE_CHECKING:
@@ -104,12 +105,12 @@ class FieldRow(Vertical):
         self.saved: Any = _SAME
         """The file's value, where it differs from the config's."""
         self.editor: Input | Select[Any] | Switch | None = None
-        self._label_widget: Label | None = None
+        self._label_widget: OneLine | None = None
         self._help_widgets: list[Static] = []
 
     def compose(self) -> ComposeResult:
         editor_id = f"f-{self.section}-{self.name_}"
-        self._label_widget = Label(self._label(), classes="field-label")
+        self._label_widget = OneLine(self._label(), classes="field-label")
         self._label_widget.tooltip = self.help_text  # for the mouse, on a narrow screen where the help is folded
         choices = _literal_choices(self.annotation)
         if self.annotation is bool:
@@ -169,9 +170,12 @@ class FieldRow(Vertical):
         self.saved = saved
         self.set_class(saved is not _SAME, "-changed")
         if self._label_widget is not None:  # else compose draws it
-            self._label_widget.update(self._label())
+            self._label_widget.show(self._label())
+        # A help line is one row, clipped, except the focused field's (whole, wrapped): only then can the
+        # new text change its height, which needs a layout.
+        focused = self.has_class("-focused")
         for help_widget in self._help_widgets:
-            help_widget.update(self._help())
+            help_widget.update(self._help(), layout=focused)
 
     def focus_editor(self) -> None:
         if self.editor is not None:
@@ -260,7 +264,7 @@ class ConfigPane(Vertical):
         # The filter box (/) and the changes list (d) are mounted when first asked for: nothing the user
         # has not asked for is built before the first paint.
         with Horizontal(id="config-status"):
-            yield Static("", id="config-summary")
+            yield OneLine("", id="config-summary")
         yield Static("", id="config-message")
         yield Static("memory: forecast when the engine is ready", id="config-forecast")
         with FocusScroll(id="config-form"):
@@ -406,7 +410,7 @@ class ConfigPane(Vertical):
             shown_rows = sum(1 for row in self._rows() if row.display)
             found = f"{shown_rows} of {len(all_fields())} match" if shown_rows else "no field matches"
             diff = f"{found} (esc: all) · {diff}"
-        self.query_one("#config-summary", Static).update(Content(diff))
+        self.query_one("#config-summary", OneLine).show(Content(diff))
 
     def _update_changes_list(self) -> None:
         found = self.query("#config-changes")
