@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+from tests.warm_server import with_import_effects
+
 ROOT = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 300.0
 
@@ -102,6 +104,8 @@ def _read(file: IO[bytes]) -> str:
 class WarmServer:
     def __init__(self, env: dict[str, str] | None = None) -> None:
         """`env`: the server's own environment, under which it imports (default: this process's)."""
+        self.env = dict(os.environ if env is None else env)
+        """What it imported under."""
         self.folder = Path(tempfile.mkdtemp(prefix="wb-warm-"))
         self.socket_path = str(self.folder / "s")
         self.log = open(self.folder / "server.log", "wb")  # noqa: SIM115 (open while the server runs)
@@ -162,10 +166,10 @@ def rank_env(nproc_per_node: int, nnodes: int = 1, strategy: str = "ddp", from_w
 
     # A rank inherits the environment of the `workbench` process that launched it, whose imports set
     # variables of their own (unsloth's, the compile cache's location), then torchrun's.
-    effects = server().import_effects if from_workbench else {}
-    launcher_env = {**os.environ, **{k: v for k, v in effects.items() if v is not None}}
-    for key in [k for k, v in effects.items() if v is None]:
-        launcher_env.pop(key, None)
+    launcher_env = dict(os.environ)
+    if from_workbench:
+        commands = server()
+        launcher_env = with_import_effects(launcher_env, commands.env, commands.import_effects)
     imported_under = {**launcher_env, **LaunchPlan(nproc_per_node, nnodes=nnodes, strategy=strategy).env(),
                       "WORLD_SIZE": str(nproc_per_node * nnodes), "LOCAL_WORLD_SIZE": str(nproc_per_node),
                       "RANK": "0", "LOCAL_RANK": "0"}

@@ -70,10 +70,13 @@ def signature(env: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k in SIGNATURE_EXACT or k.startswith(SIGNATURE_PREFIXES)}
 
 
-def child_environment(requested: dict[str, str]) -> dict[str, str]:
+def with_import_effects(requested: dict[str, str], start_env: dict[str, str],
+                        effects: dict[str, str | None]) -> dict[str, str]:
+    """`requested` as the imports that changed `start_env` by `effects` leave it: each change applied where
+    `requested` has the variable as `start_env` had it (the import changes it the same way)."""
     env = dict(requested)
-    for key, value in IMPORT_EFFECTS.items():
-        if requested.get(key) == START_ENV.get(key):  # as this process had it: the import changes it the same way
+    for key, value in effects.items():
+        if requested.get(key) == start_env.get(key):
             if value is None:
                 env.pop(key, None)
             else:
@@ -114,7 +117,7 @@ def child(request: dict, fds: list[int]) -> None:
             code = 97
             return
         os.environ.clear()
-        os.environ.update(child_environment(request["env"]))
+        os.environ.update(with_import_effects(request["env"], START_ENV, IMPORT_EFFECTS))
         module = request.get("module", "workbench.cli")
         sys.argv = [module, *request["argv"]]
         sys.modules.pop(module, None)  # as under `python -m`: __main__ is the only copy run

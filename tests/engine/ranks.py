@@ -40,12 +40,6 @@ def small_config(tmp_path: Path, batch: int, steps: int, name: str, save_steps: 
     return path
 
 
-def workbench(*args: str, timeout: float = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`workbench ARGS…` forked warm (tests/warm.py); its ranks, under torchrun, are fresh interpreters unless
-    `env` is a `warm.rank_env`."""
-    return warm.run(*args, timeout=timeout, env=env)
-
-
 def losses(run: RunDir) -> dict[int, float]:
     return {e.step: e.loss for e in run.iter_events() if isinstance(e, Log) and e.loss is not None}
 
@@ -102,7 +96,7 @@ def stop_and_resume_on_ranks(tmp_path: Path, strategy: str, steps: int = 16) -> 
     """The run a test of ranks checks: what every rank does at a stop and a resume, and (against the run of
     one process) what DDP or FSDP2 computes, from one stopped and one resumed launch."""
     run, single = RunDir(tmp_path / f"ranks-{strategy}"), RunDir(tmp_path / "single")
-    one = workbench("train", "--config", str(small_config(tmp_path, 4, steps, "b4")), "--run-dir", str(single.path))
+    one = warm.run("train", "--config", str(small_config(tmp_path, 4, steps, "b4")), "--run-dir", str(single.path))
     assert one.returncode == 0, one.stdout[-2000:] + one.stderr[-2000:]
     config = small_config(tmp_path, 2, steps, "b2")
     ranks = ["--nproc", "2", "--strategy", strategy]
@@ -121,7 +115,7 @@ def stop_and_resume_on_ranks(tmp_path: Path, strategy: str, steps: int = 16) -> 
     assert 2 <= step < steps
     marked = [s for s, p in run.checkpoints() if (p / COMPLETE_MARKER).exists()]
     assert step in marked, (step, marked)  # every rank stopped at that step and saved it (its shard, FSDP2)
-    resumed = workbench("train", "--config", str(config), "--run-dir", str(run.path), *ranks, "--resume", env=env)
+    resumed = warm.run("train", "--config", str(config), "--run-dir", str(run.path), *ranks, "--resume", env=env)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert f"completed at step {steps}/{steps}" in resumed.stdout, resumed.stdout[-2000:]
     assert sorted(losses(run)) == list(range(1, steps + 1))

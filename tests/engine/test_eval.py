@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -19,14 +18,10 @@ pytestmark = pytest.mark.engine
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    return warm.run(*args, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("eval") / "runs" / "judged"
-    trained = cli("train", "--config", "configs/demo.toml", "--run-dir", str(folder), "--max-steps", "3")
+    trained = warm.run("train", "--config", "configs/demo.toml", "--run-dir", str(folder), "--max-steps", "3")
     assert trained.returncode == 0, trained.stdout[-2000:]
     return folder
 
@@ -43,7 +38,7 @@ def content(records: list[ev.RowRecord]) -> list[dict[str, object]]:
 
 
 def test_eval_writes_complete_well_formed_files(run: Path) -> None:
-    proc = cli("eval", "--run", str(run), "--rows", "4", "--base", "--max-new-tokens", "24", "--name", "whole")
+    proc = warm.run("eval", "--run", str(run), "--rows", "4", "--base", "--max-new-tokens", "24", "--name", "whole")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "ROUGE-L F1" in proc.stdout and "tuned − base" in proc.stdout
     # The tuned answers come from the batched fast decoder (its greedy tokens equal `generate`'s:
@@ -64,7 +59,7 @@ def test_eval_writes_complete_well_formed_files(run: Path) -> None:
 
 def test_a_stopped_eval_resumed_equals_one_run_straight(run: Path) -> None:
     common = ["eval", "--run", str(run), "--rows", "6", "--max-new-tokens", "16", "--batch-size", "2"]
-    straight = cli(*common, "--name", "straight")
+    straight = warm.run(*common, "--name", "straight")
     assert straight.returncode == 0, straight.stdout[-2000:]
     folder = run / "evals" / "stopped"
     proc = warm.popen(*common, "--name", "stopped")
@@ -78,9 +73,9 @@ def test_a_stopped_eval_resumed_equals_one_run_straight(run: Path) -> None:
     assert "--resume continues" in out
     kept = ev.read_records(folder / "eval.jsonl")
     assert 2 <= len(kept) < 6 and json.loads((folder / "eval.json").read_text())["complete"] is False
-    again = cli(*common, "--name", "stopped")
+    again = warm.run(*common, "--name", "stopped")
     assert again.returncode == 2 and "--resume" in again.stderr + again.stdout  # never silently replaced
-    resumed = cli(*common, "--name", "stopped", "--resume")
+    resumed = warm.run(*common, "--name", "stopped", "--resume")
     assert resumed.returncode == 0, resumed.stdout[-2000:]
     assert content(ev.read_records(folder / "eval.jsonl")) == content(
         ev.read_records(run / "evals" / "straight" / "eval.jsonl"))
@@ -98,7 +93,7 @@ def test_an_adapter_of_another_template_is_refused(run: Path, tmp_path: Path) ->
     config = load_config(saved)
     config.data.template = "gemma_chat"
     save_config(config, saved)
-    proc = cli("eval", "--run", str(other), "--rows", "2")
+    proc = warm.run("eval", "--run", str(other), "--rows", "2")
     assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "data.template 'gemma_chat'" in proc.stdout + proc.stderr
 
@@ -108,15 +103,15 @@ def test_score_two_files_as_eval_does(tmp_path: Path) -> None:
     preds = tmp_path / "preds.jsonl"
     refs.write_text("राम और सीता कल बाज़ार जाएँगे।\n", encoding="utf-8")
     preds.write_text(json.dumps({"summary": "राम कल बाज़ार जाएगा।"}, ensure_ascii=False) + "\n", encoding="utf-8")
-    proc = cli("score", "--references", str(refs), "--predictions", str(preds), "--prediction-column", "summary",
+    proc = warm.run("score", "--references", str(refs), "--predictions", str(preds), "--prediction-column", "summary",
                "--rows", timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     document = json.loads(proc.stdout)
     assert document["models"]["tuned"]["rouge_f1"]["rouge1"] == pytest.approx(0.6)  # see tests/unit/test_scores.py
     assert document["rows"][0]["rouge1"] == 60.0
-    uneven = cli("score", "--references", str(refs), "--predictions", str(refs), timeout=120)
+    uneven = warm.run("score", "--references", str(refs), "--predictions", str(refs), timeout=120)
     assert uneven.returncode == 0
     refs2 = tmp_path / "two.txt"
     refs2.write_text("a\nb\n", encoding="utf-8")
-    mismatch = cli("score", "--references", str(refs2), "--predictions", str(refs), timeout=120)
+    mismatch = warm.run("score", "--references", str(refs2), "--predictions", str(refs), timeout=120)
     assert mismatch.returncode == 2 and "2 references but 1 predictions" in mismatch.stderr

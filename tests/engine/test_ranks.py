@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.ranks import losses, small_config, workbench
+from tests import warm
+from tests.engine.ranks import losses, small_config
 from workbench.config import load_config, save_config
 from workbench.runs import RunDir
 
@@ -26,10 +27,10 @@ def test_two_cpu_ranks_in_4bit_train_as_one_4bit_process(tmp_path):
         return path
 
     one, two = RunDir(tmp_path / "one-4bit"), RunDir(tmp_path / "two-4bit")
-    single = workbench("train", "--config", str(config_4bit(4, "q4b4")), "--run-dir", str(one.path))
+    single = warm.run("train", "--config", str(config_4bit(4, "q4b4")), "--run-dir", str(one.path))
     assert single.returncode == 0, single.stdout[-2000:] + single.stderr[-2000:]
     assert "(4-bit)" in single.stdout  # quantized, not the full-precision fallback
-    ranks = workbench("train", "--config", str(config_4bit(2, "q4b2")), "--run-dir", str(two.path), "--nproc", "2")
+    ranks = warm.run("train", "--config", str(config_4bit(2, "q4b2")), "--run-dir", str(two.path), "--nproc", "2")
     assert ranks.returncode == 0, ranks.stdout[-2000:] + ranks.stderr[-2000:]
     assert "4-bit = True" in "".join(p.read_text() for p in (two.path / "ranks").glob("**/std*.log"))
     assert losses(two) == pytest.approx(losses(one), rel=1e-4)

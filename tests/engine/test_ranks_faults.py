@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from tests import warm
-from tests.engine.ranks import ROOT, free_port, losses, rank_pids, small_config, wait_for_step, workbench
+from tests.engine.ranks import ROOT, free_port, losses, rank_pids, small_config, wait_for_step
 from workbench.config import load_config, save_config
 from workbench.protocol import Checkpoint, Done, Log
 from workbench.runs import COMPLETE_MARKER, RunDir
@@ -69,7 +69,7 @@ def test_two_nodes_on_one_machine_from_print_launch(tmp_path):
     each, rendezvous on localhost) train the run together."""
     run_dir = tmp_path / "nodes"
     config = small_config(tmp_path, 2, 2, "nodes")
-    printed = workbench("train", "--config", str(config), "--run-dir", str(run_dir), "--nproc", "1", "--nnodes", "2",
+    printed = warm.run("train", "--config", str(config), "--run-dir", str(run_dir), "--nproc", "1", "--nnodes", "2",
                         "--rdzv", f"127.0.0.1:{free_port()}", "--print-launch")
     assert printed.returncode == 0, printed.stderr
     commands = [line for line in printed.stdout.splitlines() if line and not line.startswith("#")]

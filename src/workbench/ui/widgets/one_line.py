@@ -14,14 +14,7 @@ from textual.widgets import Static
 class OneLine(Static):
     DEFAULT_CSS = "OneLine { height: 1; text-wrap: nowrap; text-overflow: ellipsis; }"
 
-    def __init__(self, content: str | Content = "", *, id: str | None = None, classes: str | None = None,
-                 markup: bool = True) -> None:
-        super().__init__(content, id=id, classes=classes, markup=markup)
-        self._text: str | Content = content
-
     def show(self, content: str | Content) -> None:
         """Show `content` (unchanged: nothing happens); a repaint, never a layout."""
-        if content == self._text:
-            return
-        self._text = content
-        self.update(content, layout=False)
+        if content != self.content:
+            self.update(content, layout=False)
