@@ -11,9 +11,14 @@ the output and of dQ / dK / dV on the real tokens. One UNIT line each.
 
 `train`: the engine (`run_training`) on the token data of `gpu_bench.py build`, one variant after another
 in this process (the first pays the compile). A variant is `b<micro-batch>` plus `-default` (model.attention
-= default: unsloth's own path, the patch off), `-pack` (data.packing) and/or `-nogc` (no checkpointing).
-One RESULT line each: tokens/s (real tokens), s/step, peak reserved, MFU, the attention the run reported,
-the loss of every step (to compare paths on the same data and init), and the memory forecast for it.
+= default: unsloth's own path, the patch off), `-pack` (data.packing), `-nogc` (no checkpointing) and/or
+`-stream` (lora.stream_layers: the frozen layer weights in pinned host memory).
+One RESULT line each: tokens/s (real tokens), s/step, MFU, the attention the run reported, the loss of every
+step (to compare paths on the same data and init), the memory forecast for it, and the peaks of reserved
+memory by phase (`PhasePeaks`): `peak_load_gib` up to the trainer's start (the model loaded,
+streaming set up), `peak_reserved_gib` = `peak_train_gib` the trainer's run (the window `gpu_bench.py plain`
+measures for plain HF: it resets the peak after its load too), `peak_after_gib` saving and the streamed
+layers' return, and `peak_whole_gib`, the largest.
 """
 
 # ruff: noqa: B023  (the closures in unit() are called within the iteration that defines them)
@@ -86,7 +91,7 @@ def unit() -> None:
 def parse_variant(name: str) -> dict[str, Any]:
     parts = name.split("-")
     return {"batch": int(parts[0].lstrip("b")), "attention": "default" if "default" in parts else "flex",
-            "packing": "pack" in parts,
+            "packing": "pack" in parts, "stream": "stream" in parts,
             "checkpointing": "false" if "nogc" in parts else "true" if "gctrue" in parts else "unsloth"}
 
 
@@ -101,6 +106,35 @@ def forecast_for(config: Any) -> float:
     return forecast.answer(config, forecast.model_shape(config), longest, None, "").total_gib
 
 
+class PhasePeaks:
+    """Peaks of reserved memory by phase of `run_training`: "load" (the model loaded and the run set up, up
+    to the trainer's start), "train" (the trainer's run) and "after" (saving, and streamed layers coming
+    back to the GPU). The peak is reset at each boundary; `install` wraps the engine's trainer call."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[str, float] = {}
+
+    def mark(self, phase: str) -> None:
+        import torch
+
+        self.peaks[phase] = max(self.peaks.get(phase, 0.0), torch.cuda.max_memory_reserved() / 1024**3)
+        torch.cuda.reset_peak_memory_stats()
+
+    def install(self) -> None:
+        from workbench.engine import train as engine_train
+
+        train = getattr(engine_train.train_with_oom_retry, "__wrapped__", engine_train.train_with_oom_retry)
+
+        def train_in_a_window(session: Any, loaded: Any, plan: Any) -> Any:
+            self.mark("load")
+            trainer = train(session, loaded, plan)
+            self.mark("train")
+            return trainer
+
+        train_in_a_window.__wrapped__ = train  # type: ignore[attr-defined]
+        engine_train.train_with_oom_retry = train_in_a_window
+
+
 def train_variant(cache: Path, shape: str, name: str, measure: int) -> None:
     import torch
 
@@ -113,6 +147,7 @@ def train_variant(cache: Path, shape: str, name: str, measure: int) -> None:
     config.training.per_device_train_batch_size = v["batch"]
     config.lora.gradient_checkpointing = v["checkpointing"]
     config.model.attention = v["attention"]
+    config.lora.stream_layers = v["stream"]
     run = RunDir.create(config.output.runs_dir, f"flex-{name}-{int(time.time())}")
     events: list[Any] = []
     free_cuda()
@@ -120,11 +155,16 @@ def train_variant(cache: Path, shape: str, name: str, measure: int) -> None:
         forecast: Any = round(forecast_for(config), 2)
     except Exception as exc:
         forecast = f"{type(exc).__name__}: {exc}"
+    phases = PhasePeaks()
+    phases.install()
     t0 = time.time()
     done, loaded = run_training(config, run, events.append, threading.Event())
+    phases.mark("after")
+    peaks = phases.peaks
     logs = [e for e in events if isinstance(e, Log)]
     start = next((e for e in events if isinstance(e, TrainStart)), None)
-    notes = [e.message for e in events if isinstance(e, Status) and ("ttention" in e.message or "Packed" in e.message)]
+    notes = [e.message for e in events if isinstance(e, Status)
+             and any(word in e.message for word in ("ttention", "Packed", "streaming"))]
     if not (isinstance(done, Done) and done.status == "completed") or len(logs) <= gb.WARMUP:
         print("RESULT " + json.dumps({"arm": name, "failed": done.message, "notes": notes,
                                       "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 1024**3, 2)}),
@@ -134,7 +174,10 @@ def train_variant(cache: Path, shape: str, name: str, measure: int) -> None:
                  {**v, "first_step_s": round(logs[0].elapsed_s, 1), "wall_s": round(time.time() - t0, 1),
                   "losses": [round(e.loss, 5) for e in logs if e.loss is not None], "notes": notes,
                   "attention": start.attention if start else "", "forecast_gib": forecast,
-                  "tokens_per_step": round((logs[-1].tokens - logs[gb.WARMUP - 1].tokens) / measure)})
+                  "tokens_per_step": round((logs[-1].tokens - logs[gb.WARMUP - 1].tokens) / measure),
+                  **{f"peak_{k}_gib": round(v, 2) for k, v in peaks.items()},
+                  "peak_reserved_gib": round(peaks.get("train", 0.0), 2),
+                  "peak_whole_gib": round(max(peaks.values()), 2)})
     del loaded, done, events
 
 

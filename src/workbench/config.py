@@ -116,6 +116,8 @@ class LoraSection(_Section):
     """Which biases are trained; none is fastest."""
     gradient_checkpointing: Literal["unsloth", "true", "false"] = "unsloth"
     """Activation checkpointing: unsloth (offloads to CPU RAM, least memory), true (standard), false."""
+    stream_layers: bool = False
+    """Keep the base model's frozen layer weights in host RAM while training, each layer copied to the GPU as it runs and the next one ahead (needs checkpointing; one GPU): 3.9 GiB less on the 9B in 4-bit. Probes and evals mid-run bring the layers back while they run."""
     use_rslora: bool = False
     """Rank-stabilised LoRA: scale by alpha / sqrt(r)."""
 
@@ -278,6 +280,9 @@ class RunConfig(_Section):
     def _coherent(self) -> RunConfig:
         if self.training.max_steps == 0:
             raise ValueError("training.max_steps is 0: use a positive number, or -1 to train by epochs")
+        if self.lora.stream_layers and self.lora.gradient_checkpointing == "false":
+            raise ValueError("lora.stream_layers needs checkpointing (lora.gradient_checkpointing = unsloth or true): "
+                             "without it the backward needs every layer's weights at once")
         return self
 
     # -- views used by the engine ------------------------------------------------------------------
@@ -548,6 +553,7 @@ RESUMABLE_FIELDS = frozenset({
     "training.save_steps", "training.save_total_limit", "training.auto_retry_oom",
     "model.attention",  # the same attention computed another way: the weights and optimiser state carry over
     "model.chat_path",  # how Chat decodes; training never reads it
+    "lora.stream_layers",  # where the frozen weights wait between layers: the same computation
     *(f"eval.{name}" for name in EvalSection.model_fields),  # judging summaries does not touch the weights
 })
 IGNORED_ON_RESUME = frozenset({"output.runs_dir", "output.run_name"})

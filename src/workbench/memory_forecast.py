@@ -10,6 +10,8 @@ peak reserved = weights + adapter state + fixed overhead + tokens of the largest
 - per token, by checkpointing mode: unsloth's (layer inputs offloaded to the host) keeps one layer's working
   set on the GPU; standard checkpointing keeps every layer's input as well; none keeps every layer's whole
   working set. A layer's working set is counted in units of (hidden + intermediate) x 2 bytes.
+- streamed layers (lora.stream_layers, with checkpointing): the layers' weight matrices wait in host memory
+  and two layers' worth sit on the GPU (`engine/layer_stream.py`); for nf4 the quantization state stays.
 - tokens: micro-batch x the longest row, as the attention computes it (FlexAttention pads to a power of two
   on CUDA, `engine/flex_attention.bucket`; packed rows are max_seq_length long).
 - unsloth's own Gemma-2 attention (model.attention = default) also materializes the scores, batch x heads x
@@ -31,6 +33,10 @@ from workbench.packing import bucket
 
 GIB = 1024**3
 NF4_BYTES = 4.125 / 8
+NF4_PACKED_BYTES = 0.5
+"""Of NF4_BYTES, the packed 4-bit values: what layer streaming moves to host memory."""
+STREAM_SLOTS = 2
+"""Layers on the GPU at once when streaming (`engine/layer_stream.SLOTS`)."""
 ADAPTER_BYTES = {"8bit": 10, "32bit": 16}
 LAYER_UNITS = {"unsloth": 4.5, "true": 4.5, "false": 2.75}
 """Working set per token, in (hidden + intermediate) x 2 bytes: one layer's for the checkpointing modes (the
@@ -94,6 +100,7 @@ class Setting:
     checkpointing: Checkpointing = "unsloth"
     attention: Attention = "flex"
     optimizer_8bit: bool = True
+    stream_layers: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,8 @@ class Forecast:
     overhead_gib: float
     tokens: int
     """Tokens of the largest micro-batch as computed (padding included)."""
+    host_gib: float = 0.0
+    """Host memory the streamed layers wait in (pinned), 0 without streaming."""
 
     @property
     def total_gib(self) -> float:
@@ -120,7 +129,8 @@ class Forecast:
         return f"forecast peak {self.total_gib:.1f} GiB of {free_gib:.1f} GiB free"
 
     def breakdown(self) -> str:
-        return (f"weights {self.weights_gib:.2f} + adapter {self.adapter_gib:.2f} + activations "
+        streamed = f" (layers streamed: {self.host_gib:.2f} GiB in host memory)" if self.host_gib else ""
+        return (f"weights {self.weights_gib:.2f}{streamed} + adapter {self.adapter_gib:.2f} + activations "
                 f"{self.activations_gib:.2f} + attention {self.attention_gib:.2f} + overhead {self.overhead_gib:.2f} "
                 f"GiB ({self.tokens:,} tokens per micro-batch)")
 
@@ -131,13 +141,22 @@ def computed_length(setting: Setting) -> int:
     return bucket(length) if setting.attention == "flex" else length
 
 
+def layer_weights(shape: Shape, setting: Setting) -> tuple[float, float]:
+    """Bytes of the layers' weight matrices: (what stays on the GPU in any case, what streaming can move)."""
+    matrices = shape.matmul_params - shape.vocab * shape.hidden
+    if setting.load_in_4bit:
+        return matrices * (NF4_BYTES - NF4_PACKED_BYTES), matrices * NF4_PACKED_BYTES
+    return 0.0, matrices * 2.0
+
+
 def forecast(shape: Shape, setting: Setting) -> Forecast:
     embedding = shape.vocab * shape.hidden
     per_layer_norms = 4 * shape.hidden
-    if setting.load_in_4bit:
-        weights = (shape.matmul_params - embedding) * NF4_BYTES + (embedding + per_layer_norms * shape.layers) * 2
-    else:
-        weights = (shape.matmul_params + per_layer_norms * shape.layers) * 2
+    fixed, movable = layer_weights(shape, setting)
+    host = 0.0
+    if setting.stream_layers and setting.checkpointing != "false":
+        host, movable = movable, movable * STREAM_SLOTS / shape.layers
+    weights = fixed + movable + (embedding + per_layer_norms * shape.layers) * 2
     sizes = shape.module_sizes()
     lora_params = shape.layers * setting.lora_r * sum(sum(sizes[m]) for m in setting.target_modules if m in sizes)
     adapter = lora_params * ADAPTER_BYTES["8bit" if setting.optimizer_8bit else "32bit"]
@@ -157,7 +176,7 @@ def forecast(shape: Shape, setting: Setting) -> Forecast:
         # one layer's scores at a time when checkpointed; every layer's, kept for the backward, when not
         attention = scores * (SCORES_BYTES if setting.checkpointing != "false" else shape.layers * SCORES_KEPT_BYTES)
     return Forecast(weights_gib=weights / GIB, adapter_gib=adapter / GIB, activations_gib=tokens * per_token / GIB,
-                    attention_gib=attention / GIB, overhead_gib=OVERHEAD_GIB, tokens=tokens)
+                    attention_gib=attention / GIB, overhead_gib=OVERHEAD_GIB, tokens=tokens, host_gib=host / GIB)
 
 
 @dataclass(frozen=True)
@@ -169,17 +188,19 @@ class Profile:
 
 
 def profiles(shape: Shape, base: Setting, free_gib: float, largest_batch: int = 64) -> list[Profile]:
-    """The two profiles for this card: "fits" (least memory: 4-bit, unsloth's offloaded checkpointing, the
-    user's micro-batch) and "fast" (the most throughput that fits: no checkpointing at the largest micro-batch
-    under the headroom, else checkpointing at the largest micro-batch that fits). Both pack the samples where
-    the attention keeps them apart (flex): exact, and on the H200 1.7x the tokens/s for +8% memory."""
+    """The two profiles for this card: "fits" (least memory: 4-bit, unsloth's offloaded checkpointing, layers
+    streamed from host memory, the user's micro-batch) and "fast" (the most throughput that fits, layers on
+    the card: no checkpointing at the largest micro-batch under the headroom, else checkpointing at the
+    largest micro-batch that fits). Both pack the samples where the attention keeps them apart (flex): exact,
+    and on the H200 1.7x the tokens/s for +8% memory."""
     from dataclasses import replace
 
     base = replace(base, packing=base.packing or base.attention == "flex")
     packed = ", packed" if base.packing else ""
-    fits_setting = replace(base, load_in_4bit=True, checkpointing="unsloth")
+    fits_setting = replace(base, load_in_4bit=True, checkpointing="unsloth", stream_layers=True)
     fits = Profile("fits", fits_setting, forecast(shape, fits_setting),
-                   f"least memory: 4-bit, offloaded checkpointing{packed}")
+                   f"least memory: 4-bit, offloaded checkpointing, layers streamed{packed}")
+    base = replace(base, stream_layers=False)  # "fast" keeps the layers on the card
     budget = HEADROOM * free_gib
     fast: Profile | None = None
     for checkpointing in ("false", "unsloth"):
@@ -215,4 +236,4 @@ def setting_for(config: Any, lengths: Sequence[int], cuda_attention: bool = True
                    max_seq_length=config.model.max_seq_length, packing=config.data.packing,
                    checkpointing=config.lora.gradient_checkpointing,
                    attention=config.model.attention if cuda_attention else "default",
-                   optimizer_8bit="8bit" in config.training.optim)
+                   optimizer_8bit="8bit" in config.training.optim, stream_layers=config.lora.stream_layers)

@@ -243,6 +243,7 @@ class ProfileLine(BaseModel):
     checkpointing: Literal["unsloth", "true", "false"]
     total_gib: float
     packing: bool = False
+    stream_layers: bool = False
 
 
 class MemoryForecastAnswer(Answer):

@@ -60,7 +60,10 @@ async def test_a_profile_is_applied_as_an_edit(tmp_path: Any) -> None:
         assert app.dirty  # an edit like any other: saved or undone by the user
         await pilot.press("f")
         await wait_for(pilot, lambda: app.config.lora.gradient_checkpointing == "unsloth", 10, "fits applied")
-        assert app.config.model.load_in_4bit
+        assert app.config.model.load_in_4bit and app.config.lora.stream_layers
+        await pilot.press("F")  # from streamed layers to none checkpointed: streaming goes off first
+        await wait_for(pilot, lambda: app.config.lora.gradient_checkpointing == "false", 10, "fast again")
+        assert not app.config.lora.stream_layers
 
 
 async def test_without_a_gpu_there_is_no_profile_to_apply(tmp_path: Any) -> None:

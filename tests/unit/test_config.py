@@ -234,6 +234,8 @@ def _load_error(tmp_path: Path, content: str | bytes, name: str = "bad.toml") ->
         ("[training]\nlearning_rate = -inf\n", ["training.learning_rate", "-inf", "> 0.0"]),
         ("[training]\nmax_steps = 0\n", ["training.max_steps", "0", "-1", "positive"]),
         ("[training]\nmax_steps = -2\n", ["training.max_steps", "-2", ">= -1"]),
+        ("[lora]\nstream_layers = true\ngradient_checkpointing = \"false\"\n",
+         ["lora.stream_layers", "lora.gradient_checkpointing", "checkpointing"]),
         ("[data]\nmax_rows = 0\n", ["data.max_rows", "0", ">= 1"]),
         ("[data]\neval_fraction = 0.5\n", ["data.eval_fraction", "0.5", "< 0.5"]),
         ("[data]\ntemplate = \"chatml\"\n", ["data.template", "'chatml'", "'gemma_chat'", "'instruction'"]),

@@ -24,6 +24,21 @@ def test_weights_and_adapter_of_gemma2_9b() -> None:
     assert f.adapter_gib == pytest.approx(lora * 10 / 1024**3)
 
 
+def test_streamed_layers_leave_two_layers_and_the_quantization_state_on_the_gpu() -> None:
+    shape = Shape.of(GEMMA2_9B)
+    resident = forecast(shape, Setting(micro_batch=2, longest=LONGEST))
+    streamed = forecast(shape, Setting(micro_batch=2, longest=LONGEST, stream_layers=True))
+    matrices = 42 * (3584 * 4096 * 2 + 3584 * 2048 * 2 + 3 * 3584 * 14336)
+    assert streamed.host_gib == pytest.approx(matrices * 0.5 / 1024**3)  # the packed 4-bit values
+    assert resident.weights_gib - streamed.weights_gib == pytest.approx(streamed.host_gib * 40 / 42)
+    assert streamed.activations_gib == resident.activations_gib and resident.host_gib == 0
+    assert "host memory" in streamed.breakdown() and "host memory" not in resident.breakdown()
+    bf16 = forecast(shape, Setting(load_in_4bit=False, stream_layers=True))
+    assert bf16.host_gib == pytest.approx(matrices * 2 / 1024**3)
+    # without checkpointing the backward needs every layer at once: nothing streams (config refuses it too)
+    assert forecast(shape, Setting(checkpointing="false", stream_layers=True)).host_gib == 0
+
+
 def test_flex_pads_to_a_bucket_and_packed_rows_fill_max_seq_length() -> None:
     assert computed_length(Setting(longest=700)) == 1024
     assert computed_length(Setting(longest=700, attention="default")) == 700
@@ -65,7 +80,8 @@ def test_profiles_on_an_80_gib_card() -> None:
     shape = Shape.of(GEMMA2_9B)
     fits, fast = profiles(shape, Setting(micro_batch=2, longest=LONGEST), free_gib=79.0)
     assert fits.setting.checkpointing == "unsloth" and fits.setting.micro_batch == 2
-    assert fast.setting.checkpointing == "false"
+    assert fits.setting.stream_layers and "streamed" in fits.why  # least memory
+    assert fast.setting.checkpointing == "false" and not fast.setting.stream_layers
     assert fast.forecast.total_gib <= 0.9 * 79.0
     assert fits.setting.packing and fast.setting.packing  # flex keeps packed samples apart: both pack
     assert "packed" in fits.why and "packed" in fast.why

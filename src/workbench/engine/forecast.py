@@ -60,5 +60,5 @@ def answer(config: RunConfig, shape: mf.Shape, longest: int, free_gib: float | N
         free_gib=free_gib, gpu=gpu, longest=longest,
         profiles=[rq.ProfileLine(name=p.name, why=p.why, micro_batch=p.setting.micro_batch,
                                  checkpointing=p.setting.checkpointing, total_gib=p.forecast.total_gib,
-                                 packing=p.setting.packing)
+                                 packing=p.setting.packing, stream_layers=p.setting.stream_layers)
                   for p in profiles])

@@ -21,21 +21,23 @@ def paused_for_inference(model: Any) -> Iterator[None]:
     import torch
     from unsloth import FastLanguageModel
 
+    from workbench.engine import layer_stream
     from workbench.engine.generate import prepare_for_inference
 
     states = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
               torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
     configs = [m.config for m in model.modules() if hasattr(m, "config") and hasattr(m.config, "use_cache")]
     use_cache = [(c, c.use_cache) for c in {id(c): c for c in configs}.values()]
-    prepare_for_inference(model)
-    try:
-        yield
-    finally:
-        FastLanguageModel.for_training(model)
-        for config, value in use_cache:
-            config.use_cache = value
-        random.setstate(states[0])
-        np.random.set_state(states[1])
-        torch.set_rng_state(states[2])
-        if states[3] is not None:
-            torch.cuda.set_rng_state_all(states[3])
+    with layer_stream.resident(model):  # unsloth's decoding reads the weights without the layers' hooks
+        prepare_for_inference(model)
+        try:
+            yield
+        finally:
+            FastLanguageModel.for_training(model)
+            for config, value in use_cache:
+                config.use_cache = value
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+            torch.set_rng_state(states[2])
+            if states[3] is not None:
+                torch.cuda.set_rng_state_all(states[3])

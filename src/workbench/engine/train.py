@@ -31,6 +31,7 @@ from workbench.config import (
     load_config,
     save_config,
 )
+from workbench.engine import layer_stream
 from workbench.engine.callbacks import GIB, RunProgress, make_callbacks
 from workbench.engine.errors import explain
 from workbench.engine.flex_attention import AttentionChoice
@@ -336,10 +337,20 @@ def plan_run(session: Session, loaded: Loaded, prepared: PreparedData, resume: b
     memory_before = torch.cuda.max_memory_reserved() / GIB if torch.cuda.is_available() else 0.0
     attention = install_attention(loaded.model, config.model.attention == "flex", torch.cuda.is_available())
     session.say(attention.describe()[:1].upper() + attention.describe()[1:] + ".")
+    stream_layers(session, loaded)
     train_ds, packed = training_rows(session, prepared, attention)
     return Plan(prepared, train_ds, _to_hf_dataset(prepared.eval) if prepared.eval else None,
                 trainable, total_params, fpt, peak_tflops(gpu_name) if gpu_name else None, memory_before, checkpoint,
                 generation_eval_rows(session, loaded), attention, packed)
+
+
+def stream_layers(session: Session, loaded: Loaded) -> None:
+    """lora.stream_layers: the frozen layer weights in host memory while this run trains (`layer_stream`)."""
+    if not session.config.lora.stream_layers:
+        layer_stream.close(loaded.model)  # streamed for an earlier run of the same loaded model
+        return
+    streaming = layer_stream.install(loaded.model)
+    session.say(streaming if isinstance(streaming, str) else streaming.describe())
 
 
 def training_rows(session: Session, prepared: PreparedData, attention: AttentionChoice
@@ -533,6 +544,7 @@ def run_training(
         trainer = train_with_oom_retry(session, loaded, plan)
         step, total = trainer.state.global_step, trainer.state.max_steps
         done = finish(session, loaded, plan, trainer)
+        del trainer  # its optimizer state goes before streamed layers come back to the GPU (below)
     except Exception as exc:  # a process boundary: every failure becomes a Done(failed) with an actionable message
         if not isinstance(exc, UserError):
             log.exception("training failed")
@@ -541,6 +553,8 @@ def run_training(
         step = max(step, session.progress.last_step)  # the trainer is gone with the exception, not its steps
         done = session.done("failed", f"{why.message} {why.hint}".strip(), step, total, error_type=why.type)
     finally:
+        if loaded is not None:
+            layer_stream.close(loaded.model)  # chat, evals and exports use an ordinary model, a failed run's too
         if session.main:
             run.clear_engine_info()
     session.out(done)

@@ -16,7 +16,7 @@ HELP = """\
 | ctrl+p | command palette: every action by name |
 | ctrl+s | save the config (Config pane) or the model (Save pane) |
 | / , d | Config: filter the fields by name or help, list what differs from the file |
-| f / F | Config: apply the memory forecast's "fits" / "fast" profile for the GPU (micro-batch, checkpointing) |
+| f / F | Config: apply the memory forecast's "fits" / "fast" profile for the GPU (micro-batch, checkpointing, layer streaming) |
 | n / p / g / s | Data: next row, previous row, jump to row, recompute statistics |
 | t / x / r | Train: start, stop (checkpoint), resume |
 | p / e / r | Train, while a run trains: pause at the next step, quick eval of held-out rows with the live adapter, continue (Chat answers with the live adapter while paused) |

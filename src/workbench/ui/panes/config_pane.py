@@ -345,15 +345,18 @@ class ConfigPane(Vertical):
         line.tooltip = f"{answer.breakdown}; longest sample {answer.longest:,} tokens"
 
     def action_profile(self, name: str) -> None:
-        """Apply a profile of the last forecast: its micro-batch and checkpointing (and 4-bit for "fits"), as
-        an edit the user can change back field by field."""
+        """Apply a profile of the last forecast: its micro-batch, checkpointing and layer streaming (and 4-bit
+        for "fits"), as an edit the user can change back field by field."""
         profile = next((p for p in self.forecast.profiles if p.name == name), None) if self.forecast else None
         if profile is None:
             self._message(f"No {name} profile yet: it needs the forecast against an NVIDIA GPU's free memory.",
                           error=True)
             return
-        new = set_field(self.config, "training", "per_device_train_batch_size", profile.micro_batch)
+        # streaming off first: it needs checkpointing, which "fast" may turn off
+        new = set_field(self.config, "lora", "stream_layers", False)
+        new = set_field(new, "training", "per_device_train_batch_size", profile.micro_batch)
         new = set_field(new, "lora", "gradient_checkpointing", profile.checkpointing)
+        new = set_field(new, "lora", "stream_layers", profile.stream_layers)
         new = set_field(new, "data", "packing", profile.packing or self.config.data.packing)
         if name == "fits":
             new = set_field(new, "model", "load_in_4bit", True)

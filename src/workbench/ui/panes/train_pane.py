@@ -198,7 +198,8 @@ class TrainPane(Horizontal):
             return
         question = (f"The memory forecast for this config: {answer.verdict} ({answer.gpu}).\n\n"
                     "The run would most likely stop with an out-of-memory error in its first steps. In the Config "
-                    "pane, f applies the \"fits\" profile (4-bit, offloaded checkpointing, a micro-batch that fits)."
+                    "pane, f applies the \"fits\" profile (4-bit, offloaded checkpointing, layers streamed, a "
+                    "micro-batch that fits)."
                     "\n\nStart anyway?")
         self.app.push_screen(Confirm(question, yes="Start anyway", no="Cancel"), self._start_checked)
 
