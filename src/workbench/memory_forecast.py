@@ -51,6 +51,11 @@ PACKED_LOGITS_KEPT_BYTES = 6.6
 """Per token and vocabulary entry, packed rows without checkpointing: every position of a packed row is a
 real token, and the loss's logits (16-bit, and their fp32 upcast) stay alive for the backward. Fitted on the
 9B at micro-batch 4 and 8 (51.1 and 95.35 GiB; the forecast without it said 38.1 and 69.7: -27%)."""
+PACKED_OFFLOADED_BYTES = 0.30
+"""Per token, hidden unit and layer, packed rows under unsloth's offloaded checkpointing: measured above
+what the same padded length takes (9B: +0.17 GiB at micro-batch 2, +0.69 at 8, 45 KB per token either way).
+Empirical: fitted on those two rows; checked on the 2B's packed micro-batch 8 (4.44 GiB forecast, 4.39
+measured; 4.17 without it) and the 9B's streamed rows, which it was not fitted on."""
 HEADROOM = 0.9
 """A forecast above this share of the free memory is a warning: the allocator's fragmentation varies."""
 
@@ -170,6 +175,8 @@ def forecast(shape: Shape, setting: Setting) -> Forecast:
         per_token += shape.layers * shape.hidden * 2  # every layer's input stays on the GPU
     if setting.packing and setting.checkpointing == "false":
         per_token += shape.vocab * PACKED_LOGITS_KEPT_BYTES
+    elif setting.packing and setting.checkpointing == "unsloth":
+        per_token += shape.hidden * shape.layers * PACKED_OFFLOADED_BYTES
     attention = 0.0
     if setting.attention == "default":
         scores = setting.micro_batch * shape.heads * length * length

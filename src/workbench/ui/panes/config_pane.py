@@ -665,7 +665,8 @@ def _memory_text(answer: rq.MemoryForecastAnswer) -> Content:
     style = ("$error" if "out of memory" in answer.verdict else "$warning" if "tight" in answer.verdict
              else "$success")
     profiles = " · ".join(f"{p.name}: micro-batch {p.micro_batch}, "
-                          f"{'no checkpointing' if p.checkpointing == 'false' else 'checkpointing'} "
-                          f"{p.total_gib:.1f} GiB" for p in answer.profiles)
+                          f"{'no checkpointing' if p.checkpointing == 'false' else 'checkpointing'}"
+                          f"{', layers streamed' if p.stream_layers else ''} {p.total_gib:.1f} GiB"
+                          for p in answer.profiles)
     return Content.assemble(("memory: ", "$text-muted"), (answer.verdict, style),
                             (f" ({answer.gpu})" + (f"  │  {profiles}" if profiles else ""), "$text-muted"))
