@@ -123,16 +123,19 @@ class WarmServer:
 
     def popen(self, args: list[str], *, cwd: Path | str = ROOT, env: dict[str, str] | None = None,
               merge_stderr: bool = False, module: str = "workbench.cli", session: bool = False,
-              out: IO[bytes] | None = None) -> WarmProcess:
+              out: IO[bytes] | None = None, path: str | None = None, code: str | None = None) -> WarmProcess:
+        """`module` run as `python -m`, or, when given, the script at `path` as `python PATH` or `code` as
+        `python -c`."""
         out = out or tempfile.TemporaryFile()  # noqa: SIM115 (the command's stdout, read when it ends)
         err = None if merge_stderr else tempfile.TemporaryFile()  # noqa: SIM115
-        request = {"module": module, "argv": args, "cwd": str(cwd), "session": session,
+        request = {"module": module, "path": path, "code": code, "argv": args, "cwd": str(cwd), "session": session,
                    "env": dict(os.environ if env is None else env)}
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         conn.connect(self.socket_path)
         fds = [out.fileno(), (err or out).fileno()]
         socket.send_fds(conn, [json.dumps(request).encode("utf-8")], fds)
-        return WarmProcess(conn, out, err, [module, *args])
+        what = ["-c", code] if code is not None else [path] if path is not None else [module]
+        return WarmProcess(conn, out, err, [*what, *args])
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -199,6 +202,25 @@ def engine_client(on_event: Any) -> Any:
     from workbench.client import EngineClient
 
     return EngineClient(on_event, spawn=spawn_engine)
+
+
+def python(*args: str, timeout: float = 600, cwd: Path | str = ROOT,
+           env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python SCRIPT ARGS…` or `python -c CODE ARGS…` forked warm, as subprocess.run([sys.executable, *args],
+    capture_output=True, text=True, timeout=…) gives it: for a probe that must run in a process of its own
+    (unsloth patches transformers for the whole process) but not in a fresh interpreter. The script runs
+    after the server's imports (unsloth first, then the training code), as a fresh one that begins with
+    boot() imports them."""
+    if args and args[0] == "-c":
+        proc = server().popen(list(args[2:]), cwd=cwd, env=env, code=args[1])
+    else:
+        proc = server().popen(list(args[1:]), cwd=cwd, env=env, path=str(args[0]))
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode or 0, out, err or "")
 
 
 def run(*args: str, timeout: float = 600, cwd: Path | str = ROOT,

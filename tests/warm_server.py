@@ -8,7 +8,8 @@ with the child's pid, then, when the child ends, with its exit code. A connectio
 failed or timed out) kills the child's process group.
 
 The child runs the module (`workbench.cli` or `workbench.engine`) as `python -m` does (runpy, as
-__main__), in its own process group (its own session, as the UI starts an engine, when asked), with the test's environment and working directory; only the interpreter's start and the imports
+__main__), or a script file or a string of code as `python PATH` and `python -c` do (tests/warm.py's
+`python`), in its own process group (its own session, as the UI starts an engine, when asked), with the test's environment and working directory; only the interpreter's start and the imports
 are skipped. OpenMP is forked before any parallel region runs here (this process only imports), so the
 children start their thread pools fresh.
 
@@ -37,6 +38,7 @@ import signal
 import socket
 import sys
 import traceback
+import types
 
 START_ENV = dict(os.environ)
 """This process's environment before the imports."""
@@ -118,11 +120,8 @@ def child(request: dict, fds: list[int]) -> None:
             return
         os.environ.clear()
         os.environ.update(with_import_effects(request["env"], START_ENV, IMPORT_EFFECTS))
-        module = request.get("module", "workbench.cli")
-        sys.argv = [module, *request["argv"]]
-        sys.modules.pop(module, None)  # as under `python -m`: __main__ is the only copy run
         try:
-            runpy.run_module(module, run_name="__main__", alter_sys=True)
+            run_main(request)
             code = 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -138,6 +137,28 @@ def child(request: dict, fds: list[int]) -> None:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def run_main(request: dict) -> None:
+    """Run what the request names as `python` runs its main: a module (`-m`), a script file (`path`, its
+    folder first on sys.path) or a string of code (`code`, as `-c`)."""
+    if request.get("code") is not None:
+        sys.argv = ["-c", *request["argv"]]
+        sys.path[0] = ""
+        main = types.ModuleType("__main__")
+        main.__dict__["__builtins__"] = __builtins__
+        sys.modules["__main__"] = main
+        exec(compile(request["code"], "<string>", "exec"), main.__dict__)
+    elif request.get("path") is not None:
+        path = os.path.abspath(request["path"])
+        sys.argv = [request["path"], *request["argv"]]
+        sys.path[0] = os.path.dirname(path)
+        runpy.run_path(path, run_name="__main__")
+    else:
+        module = request.get("module", "workbench.cli")
+        sys.argv = [module, *request["argv"]]
+        sys.modules.pop(module, None)  # as under `python -m`: __main__ is the only copy run
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
 
 
 def exit_code(status: int) -> int:

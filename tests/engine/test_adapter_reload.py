@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from tests import warm
@@ -42,8 +39,7 @@ def test_trained_adapter_reloads_with_peft(tmp_path):
                     timeout=300)
     assert code.returncode == 0, code.stdout[-2000:] + code.stderr[-2000:]
     assert "completed" in code.stdout
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, str(run_dir / "adapter")], capture_output=True, text=True,
-                          timeout=300)
+    proc = warm.python("-c", SCRIPT, str(run_dir / "adapter"), timeout=300)  # a process of its own, forked warm
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "OK" in proc.stdout
     assert main is not None

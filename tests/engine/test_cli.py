@@ -64,19 +64,32 @@ def test_offline_hub_dataset_is_a_clear_message(tmp_path):
 @pytest.mark.engine
 def test_sigint_stops_at_step_boundary_with_checkpoint(tmp_path):
     run_dir = tmp_path / "runs" / "sigint"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "workbench.cli", "train", "--config", "configs/demo.toml", "--run-dir", str(run_dir),
-         "--max-steps", "5000"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
-    assert proc.stdout is not None
+    # Forked warm (the CLI's own SIGINT handler stops the run; the interpreter's start is not what this
+    # tests). Output (stdout and stderr) to a file opened for appending, read by name while it runs.
+    out_path = tmp_path / "out.log"
+    with open(out_path, "ab") as out:
+        proc = warm.server().popen(["train", "--config", "configs/demo.toml", "--run-dir", str(run_dir),
+                                    "--max-steps", "5000"], merge_stderr=True, out=out)
     deadline = time.monotonic() + 240
-    lines = []
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("step ") and int(line.split()[1].split("/")[0]) >= 3:
-            break
-        assert time.monotonic() < deadline, "".join(lines[-20:])
+    seen = 0  # characters of the output up to the line of step 3
+
+    def reached_step_3() -> bool:
+        nonlocal seen
+        text = out_path.read_text(encoding="utf-8", errors="replace")
+        position = 0
+        for line in text.splitlines(keepends=True):
+            position += len(line)
+            if line.startswith("step ") and line.endswith("\n") and int(line.split()[1].split("/")[0]) >= 3:
+                seen = position
+                return True
+        return False
+
+    while not reached_step_3():
+        assert proc.poll() is None and time.monotonic() < deadline, out_path.read_text(errors="replace")[-2000:]
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
+    rest = out_path.read_text(encoding="utf-8", errors="replace")[seen:]
     assert proc.returncode == 130, rest[-2000:]
     from workbench.runs import RunDir
 

@@ -9,11 +9,11 @@ on the GPU machine (`benchmarks/gpu_chat.py`, BENCHMARKS.md)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests import warm
 
 pytestmark = pytest.mark.engine
 
@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def probe() -> dict:
-    proc = subprocess.run([sys.executable, str(ROOT / "tests/engine/scripts/fast_decode_probe.py")], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    # A process of its own, forked warm (tests/warm.py: the imports done once per worker, not ~15 s each).
+    proc = warm.python(str(ROOT / "tests/engine/scripts/fast_decode_probe.py"), cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -5,11 +5,11 @@ the sample mask) as padded (one sample per row), and so is the number of trained
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests import warm
 
 pytestmark = pytest.mark.engine
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def probe(tmp_path_factory: pytest.TempPathFactory) -> dict:
     runs = tmp_path_factory.mktemp("runs")
-    proc = subprocess.run([sys.executable, str(ROOT / "tests/engine/scripts/packing_probe.py"),
-                           str(ROOT / "configs/demo.toml"), str(runs)], capture_output=True, text=True, timeout=600,
-                          cwd=ROOT)
+    # A process of its own, forked warm (tests/warm.py: the imports done once per worker, not ~15 s each).
+    proc = warm.python(str(ROOT / "tests/engine/scripts/packing_probe.py"), str(ROOT / "configs/demo.toml"), str(runs),
+                       timeout=600, cwd=ROOT)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("PROBE ")]
     assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
     return json.loads(lines[-1][len("PROBE "):])
