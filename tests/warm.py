@@ -212,21 +212,18 @@ def python(*args: str, timeout: float = 600, cwd: Path | str = ROOT,
     after the server's imports (unsloth first, then the training code), as a fresh one that begins with
     boot() imports them."""
     if args and args[0] == "-c":
-        proc = server().popen(list(args[2:]), cwd=cwd, env=env, code=args[1])
-    else:
-        proc = server().popen(list(args[1:]), cwd=cwd, env=env, path=str(args[0]))
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
-    return subprocess.CompletedProcess(proc.args, proc.returncode or 0, out, err or "")
+        return _completed(server().popen(list(args[2:]), cwd=cwd, env=env, code=args[1]), timeout)
+    return _completed(server().popen(list(args[1:]), cwd=cwd, env=env, path=str(args[0])), timeout)
 
 
 def run(*args: str, timeout: float = 600, cwd: Path | str = ROOT,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`workbench ARGS…`, as subprocess.run(..., capture_output=True, text=True, timeout=…) gives it."""
-    proc = server().popen(list(args), cwd=cwd, env=env)
+    return _completed(server().popen(list(args), cwd=cwd, env=env), timeout)
+
+
+def _completed(proc: WarmProcess, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Wait for a forked command as subprocess.run does: killed at the timeout, its output captured."""
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
