@@ -122,7 +122,7 @@ class LayerStream:
 
     # -- set-up ------------------------------------------------------------------------------------------
     def _take(self, module: Any) -> _Layer:
-        """Copy the layer's large frozen parameters into one host buffer and empty them on the device."""
+        """Copy the layer's frozen weight matrices into one host buffer and empty them on the device."""
         import torch
 
         params = [p for p in module.parameters() if not p.requires_grad and p.device == self.device
