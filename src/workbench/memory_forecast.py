@@ -12,6 +12,7 @@ peak reserved = weights + adapter state + fixed overhead + tokens of the largest
   working set. A layer's working set is counted in units of (hidden + intermediate) x 2 bytes.
 - streamed layers (lora.stream_layers, with checkpointing): the layers' weight matrices wait in host memory
   and two layers' worth sit on the GPU (`engine/layer_stream.py`); for nf4 the quantization state stays.
+  A generation eval mid-run brings every layer back while it runs: then the whole model counts again.
 - tokens: micro-batch x the longest row, as the attention computes it (FlexAttention pads to a power of two
   on CUDA, `engine/flex_attention.bucket`; packed rows are max_seq_length long).
 - unsloth's own Gemma-2 attention (model.attention = default) also materializes the scores, batch x heads x
@@ -106,6 +107,8 @@ class Setting:
     attention: Attention = "flex"
     optimizer_8bit: bool = True
     stream_layers: bool = False
+    generates_mid_run: bool = False
+    """A generation eval during training (eval.generate_steps): it brings streamed layers back meanwhile."""
 
 
 @dataclass(frozen=True)
@@ -160,7 +163,9 @@ def forecast(shape: Shape, setting: Setting) -> Forecast:
     fixed, movable = layer_weights(shape, setting)
     host = 0.0
     if setting.stream_layers and setting.checkpointing != "false":
-        host, movable = movable, movable * STREAM_SLOTS / shape.layers
+        slots = movable * STREAM_SLOTS / shape.layers
+        # a generation eval mid-run brings every layer back for its duration: no saving at that peak
+        host, movable = movable, movable + slots if setting.generates_mid_run else slots
     weights = fixed + movable + (embedding + per_layer_norms * shape.layers) * 2
     sizes = shape.module_sizes()
     lora_params = shape.layers * setting.lora_r * sum(sum(sizes[m]) for m in setting.target_modules if m in sizes)
@@ -243,4 +248,5 @@ def setting_for(config: Any, lengths: Sequence[int], cuda_attention: bool = True
                    max_seq_length=config.model.max_seq_length, packing=config.data.packing,
                    checkpointing=config.lora.gradient_checkpointing,
                    attention=config.model.attention if cuda_attention else "default",
-                   optimizer_8bit="8bit" in config.training.optim, stream_layers=config.lora.stream_layers)
+                   optimizer_8bit="8bit" in config.training.optim, stream_layers=config.lora.stream_layers,
+                   generates_mid_run=config.eval.generate_steps > 0)

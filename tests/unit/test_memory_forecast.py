@@ -35,6 +35,8 @@ def test_streamed_layers_leave_two_layers_and_the_quantization_state_on_the_gpu(
     assert "host memory" in streamed.breakdown() and "host memory" not in resident.breakdown()
     bf16 = forecast(shape, Setting(load_in_4bit=False, stream_layers=True))
     assert bf16.host_gib == pytest.approx(matrices * 2 / 1024**3)
+    generating = forecast(shape, Setting(micro_batch=2, longest=LONGEST, stream_layers=True, generates_mid_run=True))
+    assert generating.weights_gib > resident.weights_gib  # every layer back for the eval, the slots beside them
     # without checkpointing the backward needs every layer at once: nothing streams (config refuses it too)
     assert forecast(shape, Setting(checkpointing="false", stream_layers=True)).host_gib == 0
 

@@ -351,6 +351,9 @@ def stream_layers(session: Session, loaded: Loaded) -> None:
         return
     streaming = layer_stream.install(loaded.model)
     session.say(streaming if isinstance(streaming, str) else streaming.describe())
+    if not isinstance(streaming, str) and session.config.eval.generate_steps:
+        session.say("The generation eval (eval.generate_steps) brings every layer back while it runs: the "
+                    "GPU needs the whole model's memory then.")
 
 
 def training_rows(session: Session, prepared: PreparedData, attention: AttentionChoice
