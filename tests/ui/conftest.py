@@ -82,18 +82,10 @@ def demo_config_path(demo_config, tmp_path: Path) -> Path:
 
 
 async def wait_for(pilot, condition, timeout: float = 120.0, what: str = "") -> None:
-    """Until `condition()` holds, checked after a `pilot.pause(0.1)` (the app's pending messages handled).
-
-    Between those checks the app runs on its own and the condition is looked at every 0.1 s: a pause
-    walks every widget of the screen (~540: about 50 ms of CPU), which while waiting seconds for an engine
-    took a third of a core from the processes being waited for."""
-    import asyncio
     import time
 
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what() if callable(what) else what or condition}")
-        await asyncio.sleep(0.1)
-        if condition():
-            await pilot.pause(0.1)  # the check it returns on follows a pause, as before
+        await pilot.pause(0.1)
