@@ -165,7 +165,7 @@ def forecast(shape: Shape, setting: Setting) -> Forecast:
     if setting.stream_layers and setting.checkpointing != "false":
         slots = movable * STREAM_SLOTS / shape.layers
         # a generation eval mid-run brings every layer back for its duration: no saving at that peak
-        host, movable = movable, movable + slots if setting.generates_mid_run else slots
+        host, movable = movable, (movable + slots) if setting.generates_mid_run else slots
     weights = fixed + movable + (embedding + per_layer_norms * shape.layers) * 2
     sizes = shape.module_sizes()
     lora_params = shape.layers * setting.lora_r * sum(sum(sizes[m]) for m in setting.target_modules if m in sizes)

@@ -30,10 +30,11 @@ long after its forward. Only in one process: DDP broadcasts every parameter when
 from __future__ import annotations
 
 import contextlib
-import gc
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from workbench.engine.model import release_memory
 
 ALIGN = 256
 """Each piece starts at a multiple of this in its buffers: views of any dtype, aligned copies."""
@@ -118,7 +119,7 @@ class LayerStream:
         self.hooks = [module.register_forward_pre_hook(self._hook(i)) for i, module in enumerate(layers)]
         self.stats = StreamStats(layers=len(self.layers), streamed_bytes=sum(x.nbytes for x in self.layers),
                                  slot_bytes=largest * SLOTS)
-        _give_back_memory(self.cuda)
+        release_memory()  # emptied parameters' memory back to the device, not kept reserved
 
     # -- set-up ------------------------------------------------------------------------------------------
     def _take(self, module: Any) -> _Layer:
@@ -230,21 +231,21 @@ class LayerStream:
             for index in range(len(self.layers)):
                 self._empty(index)
             self.suspended = False
-            _give_back_memory(self.cuda)
+            release_memory()  # emptied parameters' memory back to the device, not kept reserved
 
     def close(self) -> None:
         """Every layer back on the device for good, the hooks and the host copies gone."""
         if self.closed:
             return
         self._synchronize()
-        _give_back_memory(self.cuda)  # what the run freed (its optimizer state), before the layers return
+        release_memory()  # what the run freed (its optimizer state), before the layers return
         self._all_on_device()
         for hook in self.hooks:
             hook.remove()
         self.closed = True
         self.layers = []
         self.slots = []
-        _give_back_memory(self.cuda)
+        release_memory()  # emptied parameters' memory back to the device, not kept reserved
 
     def _synchronize(self) -> None:
         if self.cuda:
@@ -270,13 +271,6 @@ def _bytes_of(tensor: Any) -> Any:
     return flat if flat.dtype == torch.uint8 else flat.view(torch.uint8)
 
 
-def _give_back_memory(cuda: bool) -> None:
-    """Emptied parameters' memory back to the device (else the allocator keeps it reserved)."""
-    gc.collect()
-    if cuda:
-        import torch
-
-        torch.cuda.empty_cache()
 
 
 # -- the engine's entry points -------------------------------------------------------------------------------
